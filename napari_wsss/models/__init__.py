@@ -1,0 +1,16 @@
+"""Models: backbone registry, the CAM classifier, transforms."""
+
+from .backbones import BACKBONES, build_backbone, build_torchvision_model, get_spec
+from .classifier import Classifier
+from .transforms import normalize, to_rgb_float, to_tensor
+
+__all__ = [
+    "BACKBONES",
+    "Classifier",
+    "build_backbone",
+    "build_torchvision_model",
+    "get_spec",
+    "normalize",
+    "to_rgb_float",
+    "to_tensor",
+]

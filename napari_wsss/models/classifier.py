@@ -1,0 +1,57 @@
+"""Multi-label classifier: backbone features, then a bias-free 1x1 convolution and GAP.
+
+Because the head is linear and has no bias, the class activation map of class ``c`` is
+exactly ``head.weight[c] . features`` and its spatial mean is the logit of ``c``:
+CAMs are differentiable by-products of the forward pass (what the trainer's heatmap
+losses and ``napari_wsss.cams``'s ``cam`` method use).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbones import build_backbone, get_spec
+
+__all__ = ["Classifier"]
+
+
+class Classifier(nn.Module):
+    """Backbone + GAP + bias-free linear head.
+
+    Parameters
+    ----------
+    backbone : str
+        A name from ``napari_wsss.models.BACKBONES``.
+    num_classes : int
+        Number of classes ``C`` (the project's class list, background excluded).
+    weights : str or None
+        Backbone weights as torchvision names them (``"IMAGENET1K_V1"``, ``"DEFAULT"``).
+    """
+
+    target_layer = "backbone"
+
+    def __init__(self, backbone: str, num_classes: int, weights: str | None = None):
+        super().__init__()
+        self.backbone_name = backbone
+        self.num_classes = num_classes
+        self.backbone, channels = build_backbone(backbone, weights)
+        self.stride = get_spec(backbone).stride
+        self.head = nn.Conv2d(channels, num_classes, kernel_size=1, bias=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W) -> (B, D, h, w)``."""
+        return self.backbone(x)
+
+    def cams(self, features: torch.Tensor) -> torch.Tensor:
+        """Class activation maps ``(B, C, h, w)`` from features (differentiable)."""
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)``: the spatial mean of the CAMs."""
+        return self.head(self.features(x).mean((2, 3), keepdim=True)).flatten(1)
+
+    def forward_with_cams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(B, C)`` and CAMs ``(B, C, h, w)`` from one forward pass."""
+        cams = self.cams(self.features(x))
+        return cams.mean((2, 3)), cams

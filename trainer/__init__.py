@@ -1,0 +1,1 @@
+"""Training loops for napari-wsss (classifier, AffinityNet, segmenter); never imports Qt."""
