@@ -1,0 +1,23 @@
+"""The zarr project store: the one place that reads and writes project data.
+
+See ``docs/store.md`` for the on-disk layout and the atomic-write protocol.
+"""
+
+from ._project import Project
+from ._records import ImageRecord, Info, Status
+from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError
+from ._validate import CHECKPOINT_STAGES, IGNORE, MASK_STAGES, STATUSES
+
+__all__ = [
+    "Project",
+    "Status",
+    "Info",
+    "ImageRecord",
+    "ProjectError",
+    "ReadOnlyError",
+    "SCHEMA_VERSION",
+    "MASK_STAGES",
+    "CHECKPOINT_STAGES",
+    "STATUSES",
+    "IGNORE",
+]
