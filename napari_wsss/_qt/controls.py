@@ -1,0 +1,237 @@
+"""Control panels: proposal settings, review actions, retraining and export.
+
+Each panel only holds widgets and emits signals; `AnnotationWidget` connects them to
+the session, the layers and the workers.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+__all__ = ["ProposalControls", "ReviewControls", "ModelControls", "cam_method_names"]
+
+
+def cam_method_names() -> list[str]:
+    """CAM method names from ``napari_wsss.cams`` (its registry), else the defaults."""
+    try:
+        from napari_wsss import cams
+    except ImportError:
+        return ["gradcam"]
+    for attr in ("METHODS", "CAM_METHODS", "REGISTRY"):
+        reg = getattr(cams, attr, None)
+        if reg:
+            return sorted(reg)
+    fn = getattr(cams, "available_methods", None)
+    return sorted(fn()) if callable(fn) else ["gradcam"]
+
+
+def _spin(lo, hi, value, step, decimals=None):
+    box = QDoubleSpinBox() if decimals is not None else QSpinBox()
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    if decimals is not None:
+        box.setDecimals(decimals)
+    box.setValue(value)
+    return box
+
+
+class ProposalControls(QGroupBox):
+    """CAM method, refinement stages and parameters, recompute / cancel, progress.
+
+    Signals
+    -------
+    recompute_requested(), cancel_requested()
+    """
+
+    recompute_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__("Proposals", parent)
+        self.method = QComboBox()
+        self.method.addItems(cam_method_names())
+        self.use_crf = QCheckBox("dense CRF")
+        self.use_rw = QCheckBox("random walk")
+        self.use_crf.setChecked(True)
+        self.use_rw.setChecked(True)
+        self.threshold = _spin(0.0, 1.0, 0.2, 0.05, decimals=2)
+        self.crf_iter = _spin(1, 50, 10, 1)
+        self.rw_beta = _spin(1.0, 100.0, 10.0, 1.0, decimals=1)
+        self.rw_t = _spin(1, 256, 8, 1)
+        self.recompute_btn = QPushButton("Recompute proposals")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.recompute_btn.clicked.connect(self.recompute_requested)
+        self.cancel_btn.clicked.connect(self.cancel_requested)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 3)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        stages = QHBoxLayout()
+        stages.addWidget(self.use_crf)
+        stages.addWidget(self.use_rw)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.recompute_btn)
+        buttons.addWidget(self.cancel_btn)
+        form = QFormLayout(self)
+        form.addRow("CAM method", self.method)
+        form.addRow("refine", stages)
+        form.addRow("background threshold", self.threshold)
+        form.addRow("CRF iterations", self.crf_iter)
+        form.addRow("RW beta", self.rw_beta)
+        form.addRow("RW t", self.rw_t)
+        form.addRow(buttons)
+        form.addRow(self.progress)
+
+    def settings(self) -> dict:
+        """The chosen settings as plain values (see `AnnotationSession.config_from`)."""
+        refine = tuple(s for s, box in (("crf", self.use_crf), ("rw", self.use_rw)) if box.isChecked())
+        return dict(
+            method=self.method.currentText(), refine=refine, cam_threshold=self.threshold.value(),
+            crf_iter=self.crf_iter.value(), rw_beta=self.rw_beta.value(), rw_t=self.rw_t.value(),
+        )
+
+    def set_busy(self, busy: bool) -> None:
+        self.recompute_btn.setEnabled(not busy)
+        self.cancel_btn.setEnabled(busy)
+        if not busy:
+            self.progress.setValue(0)
+
+    def show_progress(self, step: int, total: int, text: str) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(step)
+        self.progress.setFormat(text)
+
+
+class ReviewControls(QGroupBox):
+    """Accept / reset / skip, the ignore brush and undo / redo.
+
+    Signals
+    -------
+    accept_requested(str, bool)
+        Proposal stage and "only where not painted".
+    reset_requested(), skip_requested(), ignore_requested(), undo_requested(), redo_requested()
+    """
+
+    accept_requested = Signal(str, bool)
+    reset_requested = Signal()
+    skip_requested = Signal()
+    ignore_requested = Signal()
+    undo_requested = Signal()
+    redo_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__("Review", parent)
+        self.stage = QComboBox()
+        self.only_unpainted = QCheckBox("only where not painted")
+        self.only_unpainted.setChecked(True)
+        self.accept_btn = QPushButton("Accept")
+        self.reset_btn = QPushButton("Reset")
+        self.skip_btn = QPushButton("Skip")
+        self.ignore_btn = QPushButton("Ignore brush")
+        self.ignore_btn.setToolTip("Paint 'ignore' (saved as 255: not used for training)")
+        self.undo_btn = QPushButton("Undo")
+        self.redo_btn = QPushButton("Redo")
+        self.accept_btn.clicked.connect(
+            lambda: self.accept_requested.emit(self.stage.currentData() or "", self.only_unpainted.isChecked())
+        )
+        self.reset_btn.clicked.connect(self.reset_requested)
+        self.skip_btn.clicked.connect(self.skip_requested)
+        self.ignore_btn.clicked.connect(self.ignore_requested)
+        self.undo_btn.clicked.connect(self.undo_requested)
+        self.redo_btn.clicked.connect(self.redo_requested)
+        self.status = QLabel("")
+        row1 = QHBoxLayout()
+        row1.addWidget(self.stage)
+        row1.addWidget(self.only_unpainted)
+        row2 = QHBoxLayout()
+        for b in (self.accept_btn, self.reset_btn, self.skip_btn):
+            row2.addWidget(b)
+        row3 = QHBoxLayout()
+        for b in (self.ignore_btn, self.undo_btn, self.redo_btn):
+            row3.addWidget(b)
+        lay = QVBoxLayout(self)
+        lay.addLayout(row1)
+        lay.addLayout(row2)
+        lay.addLayout(row3)
+        lay.addWidget(self.status)
+
+    def set_stages(self, stages: list[str], titles: dict[str, str]) -> None:
+        """Proposal stages available for the current image (last = default)."""
+        current = self.stage.currentData()
+        self.stage.blockSignals(True)
+        self.stage.clear()
+        for s in stages:
+            self.stage.addItem(titles.get(s, s), s)
+        idx = self.stage.findData(current) if current in stages else len(stages) - 1
+        self.stage.setCurrentIndex(max(idx, 0))
+        self.stage.blockSignals(False)
+        self.accept_btn.setEnabled(bool(stages))
+
+
+class ModelControls(QGroupBox):
+    """Retrain (separate process, JSON-lines progress) and export.
+
+    Signals
+    -------
+    retrain_requested(str)
+        The model stage to retrain.
+    cancel_retrain_requested(), export_requested()
+    """
+
+    retrain_requested = Signal(str)
+    cancel_retrain_requested = Signal()
+    export_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__("Model", parent)
+        self.stage = QComboBox()
+        self.stage.addItems(["classifier", "affinity", "segmenter"])
+        self.retrain_btn = QPushButton("Retrain")
+        self.cancel_btn = QPushButton("Stop")
+        self.cancel_btn.setEnabled(False)
+        self.export_btn = QPushButton("Export masks…")
+        self.retrain_btn.clicked.connect(lambda: self.retrain_requested.emit(self.stage.currentText()))
+        self.cancel_btn.clicked.connect(self.cancel_retrain_requested)
+        self.export_btn.clicked.connect(self.export_requested)
+        self.progress = QProgressBar()
+        self.progress.setFormat("not training")
+        self.progress.setValue(0)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(500)
+        self.log.setMaximumHeight(90)
+        row = QHBoxLayout()
+        row.addWidget(self.stage)
+        row.addWidget(self.retrain_btn)
+        row.addWidget(self.cancel_btn)
+        lay = QVBoxLayout(self)
+        lay.addLayout(row)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.log)
+        lay.addWidget(self.export_btn)
+
+    def set_running(self, running: bool) -> None:
+        self.retrain_btn.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+
+    def show_progress(self, p: dict, text: str) -> None:
+        steps, step = p.get("steps"), p.get("step")
+        if isinstance(steps, int) and steps > 0 and isinstance(step, int):
+            self.progress.setRange(0, steps)
+            self.progress.setValue(min(step, steps))
+        self.progress.setFormat(text)

@@ -1,0 +1,154 @@
+"""Project panel: open / create a project, show its classes with their colours.
+
+Thin: it asks for paths and emits them; the annotation widget does the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_wsss.colors import class_color
+
+__all__ = ["ProjectPanel", "NewProjectDialog", "color_icon"]
+
+
+def color_icon(rgba, size: int = 14) -> QIcon:
+    """A square icon filled with an RGBA colour given as floats in ``[0, 1]``."""
+    pix = QPixmap(size, size)
+    pix.fill(QColor.fromRgbF(*rgba))
+    return QIcon(pix)
+
+
+class _PathRow(QWidget):
+    def __init__(self, *, directory: bool, save: bool = False, filter: str = "", parent=None):
+        super().__init__(parent)
+        self.edit = QLineEdit()
+        btn = QPushButton("…")
+        btn.setFixedWidth(28)
+        btn.clicked.connect(self._browse)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.edit)
+        lay.addWidget(btn)
+        self._dir, self._save, self._filter = directory, save, filter
+
+    def _browse(self) -> None:
+        if self._dir:
+            path = QFileDialog.getExistingDirectory(self, "Choose a folder")
+        elif self._save:
+            path, _ = QFileDialog.getSaveFileName(self, "New project", filter=self._filter)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a file", filter=self._filter)
+        if path:
+            self.edit.setText(path)
+
+    def path(self) -> str:
+        return self.edit.text().strip()
+
+
+class NewProjectDialog(QDialog):
+    """Asks for an image folder, a labels CSV and where to create the ``.zarr``."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("New WSSS project")
+        self.folder = _PathRow(directory=True)
+        self.csv = _PathRow(directory=False, filter="CSV (*.csv)")
+        self.out = _PathRow(directory=False, save=True, filter="Project (*.zarr)")
+        form = QFormLayout(self)
+        form.addRow("Images folder", self.folder)
+        form.addRow("Labels CSV", self.csv)
+        form.addRow("Project (.zarr)", self.out)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def values(self) -> tuple[Path, Path, Path]:
+        return Path(self.folder.path()), Path(self.csv.path()), Path(self.out.path())
+
+
+class ProjectPanel(QWidget):
+    """Open / new project buttons, the project path and its classes.
+
+    Signals
+    -------
+    open_requested(str)
+        A project path to open.
+    create_requested(str, str, str)
+        Images folder, labels CSV, new project path.
+    heatmap_toggled(int, bool)
+        Class index and whether its heatmap is shown.
+    """
+
+    open_requested = Signal(str)
+    create_requested = Signal(str, str, str)
+    heatmap_toggled = Signal(int, bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.open_btn = QPushButton("Open project…")
+        self.new_btn = QPushButton("New from folder…")
+        self.open_btn.clicked.connect(self._ask_open)
+        self.new_btn.clicked.connect(self._ask_new)
+        self.path_label = QLabel("no project")
+        self.path_label.setWordWrap(True)
+        self.classes = QListWidget()
+        self.classes.setMaximumHeight(140)
+        self.classes.setToolTip("Class colours; tick to show the class heatmap")
+        self.classes.itemChanged.connect(self._item_changed)
+        row = QHBoxLayout()
+        row.addWidget(self.open_btn)
+        row.addWidget(self.new_btn)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row)
+        lay.addWidget(self.path_label)
+        lay.addWidget(self.classes)
+
+    def _ask_open(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a WSSS project (.zarr folder)")
+        if path:
+            self.open_requested.emit(path)
+
+    def _ask_new(self) -> None:
+        dlg = NewProjectDialog(self)
+        if dlg.exec_():
+            folder, csv, out = dlg.values()
+            self.create_requested.emit(str(folder), str(csv), str(out))
+
+    def _item_changed(self, item: QListWidgetItem) -> None:
+        c = item.data(Qt.UserRole)
+        if c is not None:
+            self.heatmap_toggled.emit(int(c), item.checkState() == Qt.Checked)
+
+    def set_project(self, path, classes: list[str], *, background: int | None) -> None:
+        """Show a project's path and class list (colour, name, heatmap tick box)."""
+        self.path_label.setText(str(path))
+        self.classes.blockSignals(True)
+        self.classes.clear()
+        for c, name in enumerate(classes):
+            item = QListWidgetItem(color_icon(class_color(c, background=background)), f"{c}: {name}")
+            item.setData(Qt.UserRole, c)
+            if c != background:
+                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+                item.setCheckState(Qt.Checked)
+            self.classes.addItem(item)
+        self.classes.blockSignals(False)

@@ -1,0 +1,347 @@
+"""The annotation session: project state and actions, with no Qt and no napari.
+
+The widgets are thin views over an `AnnotationSession`; everything that decides what is
+shown, saved or computed lives here so that it can be tested without a viewer (the
+model/view split of napari-animation).
+
+Masks handed to and from the session are napari *layer values* (``0`` = not painted,
+``c + 1`` = class ``c``, `IGNORE_VALUE` = painted "ignore"); the store holds class
+indices with ``255`` for ignore/unlabeled. The conversion happens in `_labels`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from ._labels import class_to_layer, layer_to_class
+
+__all__ = [
+    "AnnotationSession",
+    "ImageView",
+    "IGNORE_VALUE",
+    "MASK_STAGES",
+    "UNREVIEWED",
+    "merge_accept",
+    "config_from_settings",
+]
+
+IGNORE_VALUE = 255
+"""Layer value of the "ignore" brush; saved as ``255`` (ignore) in the store."""
+
+MASK_STAGES = ("cam", "crf", "rw", "segmenter")
+"""Proposal stages shown as read-only Labels layers, in stacking order."""
+
+UNREVIEWED = ("new", "prelabelled")
+"""Statuses that "next unreviewed" stops at."""
+
+
+@dataclass
+class ImageView:
+    """Everything the layers show for one image.
+
+    Attributes
+    ----------
+    image_id : str
+    image : ndarray, shape (H, W[, C])
+    labels : ndarray, shape (L,), int64
+        Foreground class indices of the image.
+    cams : ndarray, shape (K, H', W'), float32, or None
+        Stored CAMs of the session's CAM method (or the first method stored).
+    cam_classes : ndarray, shape (K,), or None
+    masks : dict of str to ndarray, shape (H, W), uint8
+        Proposal stage -> layer values (``c + 1``; ``0`` = ignore).
+    corrections : ndarray, shape (H, W), uint8
+        Layer values of the annotator's corrections.
+    status : str
+    """
+
+    image_id: str
+    image: np.ndarray
+    labels: np.ndarray
+    cams: np.ndarray | None
+    cam_classes: np.ndarray | None
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    corrections: np.ndarray | None = None
+    status: str = "new"
+
+
+def merge_accept(corrections: np.ndarray, proposal: np.ndarray, *, only_unpainted: bool) -> np.ndarray:
+    """Layer values after accepting a proposal.
+
+    Parameters
+    ----------
+    corrections : ndarray, shape (H, W), uint8
+        Current corrections layer values (``0`` = not painted).
+    proposal : ndarray, shape (H, W), uint8
+        Proposal layer values.
+    only_unpainted : bool
+        Keep every pixel the annotator painted (a class or "ignore") and take the
+        proposal elsewhere; when False the proposal replaces everything.
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint8
+    """
+    if corrections.shape != proposal.shape:
+        raise ValueError(
+            f"merge_accept: corrections {corrections.shape} and proposal {proposal.shape} differ"
+        )
+    if not only_unpainted:
+        return proposal.astype(np.uint8, copy=True)
+    return np.where(corrections == 0, proposal, corrections).astype(np.uint8)
+
+
+def config_from_settings(config, settings: dict):
+    """A ``PipelineConfig`` from the panel's plain settings.
+
+    Parameters
+    ----------
+    config : PipelineConfig or None
+        The current config (its other fields are kept); None starts from the defaults.
+    settings : dict
+        ``method``, ``refine`` (tuple of stages), ``cam_threshold``, ``crf_iter``
+        (CRF mean-field iterations), ``rw_beta`` and ``rw_t`` (random-walk affinity
+        exponent and number of steps).
+    """
+    from napari_wsss.pipeline import PipelineConfig
+
+    base = config if config is not None else PipelineConfig()
+    crf = {**(base.crf or {}), "n_iter": int(settings["crf_iter"])}
+    rw = {**(base.rw or {}), "beta": float(settings["rw_beta"]), "t": int(settings["rw_t"])}
+    return replace(
+        base, method=settings["method"], refine=tuple(settings["refine"]),
+        cam_threshold=float(settings["cam_threshold"]), crf=crf, rw=rw,
+    )
+
+
+def _layer_to_store(data: np.ndarray) -> np.ndarray:
+    data = np.asarray(data)
+    out = layer_to_class(np.where(data == IGNORE_VALUE, 0, data))
+    return out
+
+
+class AnnotationSession:
+    """State of one annotation session over a `napari_wsss.store.Project`.
+
+    Parameters
+    ----------
+    project : napari_wsss.store.Project
+    config : napari_wsss.pipeline.PipelineConfig or None
+        Proposal settings; ``None`` uses the pipeline's defaults.
+    pipeline_factory : callable or None
+        ``factory(project, config) -> pipeline`` with ``pipeline.run(image, labels)``
+        returning ``Proposals``; defaults to ``Pipeline.from_project``. Called off
+        the GUI thread (it loads a model).
+    """
+
+    def __init__(self, project, *, config=None, pipeline_factory: Callable | None = None):
+        self.project = project
+        self.config = config
+        self._factory = pipeline_factory
+        self._pipeline = None
+        self._pipeline_key: Any = None
+        self._lock = threading.Lock()
+        self.image_ids: list[str] = list(project.image_ids())
+        self._status: dict[str, str] = {i: project.status(i).status for i in self.image_ids}
+        self._labels: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ classes
+    @property
+    def classes(self) -> list[str]:
+        return list(self.project.classes)
+
+    @property
+    def background(self) -> int | None:
+        return self.project.background
+
+    # ------------------------------------------------------------------ listing
+    def status(self, image_id: str) -> str:
+        """Cached status of an image (kept in step with every write the session makes)."""
+        return self._status[image_id]
+
+    def image_labels(self, image_id: str) -> np.ndarray:
+        if image_id not in self._labels:
+            self._labels[image_id] = np.asarray(self.project.image_labels(image_id))
+        return self._labels[image_id]
+
+    def filtered_ids(self, *, status: str | None = None, class_index: int | None = None) -> list[str]:
+        """Image ids in project order, optionally only one status / one image label."""
+        if status is not None and status not in self.project.STATUSES:
+            raise ValueError(f"unknown status {status!r}; valid: {', '.join(self.project.STATUSES)}")
+        out = []
+        for i in self.image_ids:
+            if status is not None and self._status[i] != status:
+                continue
+            if class_index is not None and class_index not in self.image_labels(i):
+                continue
+            out.append(i)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Number of images per status."""
+        out = dict.fromkeys(self.project.STATUSES, 0)
+        for s in self._status.values():
+            out[s] += 1
+        return out
+
+    def step(self, image_id: str | None, offset: int, ids: list[str]) -> str | None:
+        """The id ``offset`` places after ``image_id`` in ``ids``, clamped at the ends.
+
+        When ``image_id`` is not in ``ids`` (the filter hides it), "after" and
+        "before" follow project order; None when there is nothing in that direction.
+        """
+        if not ids:
+            return None
+        if image_id in ids:
+            pos = ids.index(image_id) + offset
+            return ids[min(max(pos, 0), len(ids) - 1)]
+        order = {k: n for n, k in enumerate(self.image_ids)}
+        here = order.get(image_id, -1)
+        later = [k for k in ids if order[k] > here]
+        earlier = [k for k in ids if order[k] < here]
+        if offset > 0:
+            return later[min(offset - 1, len(later) - 1)] if later else None
+        if offset < 0:
+            return earlier[max(len(earlier) + offset, 0)] if earlier else None
+        return None
+
+    def next_unreviewed(self, image_id: str | None, ids: list[str] | None = None) -> str | None:
+        """The next image (wrapping around) whose status is ``new`` or ``prelabelled``."""
+        ids = self.image_ids if ids is None else ids
+        if not ids:
+            return None
+        start = ids.index(image_id) + 1 if image_id in ids else 0
+        for k in range(len(ids)):
+            cand = ids[(start + k) % len(ids)]
+            if cand != image_id and self._status[cand] in UNREVIEWED:
+                return cand
+        return None
+
+    # ------------------------------------------------------------------ loading
+    def _cam_method(self, methods: list[str]) -> str | None:
+        if not methods:
+            return None
+        wanted = getattr(self.config, "method", None)
+        return wanted if wanted in methods else methods[0]
+
+    def load(self, image_id: str) -> ImageView:
+        """Read one image and everything stored for it (one consistent store read)."""
+        if image_id not in self._status:
+            raise KeyError(f"image {image_id!r} is not in project {self.project.path}")
+        rec = self.project.load(image_id)
+        cams = cam_classes = None
+        method = self._cam_method(list(rec.cam_methods))
+        if method is not None:
+            got = self.project.read_cams(image_id, method)
+            if got is not None:
+                cams, cam_classes = got
+        masks = {
+            stage: class_to_layer(np.asarray(rec.masks[stage], dtype=np.uint8))
+            for stage in MASK_STAGES if stage in rec.masks
+        }
+        self._status[image_id] = rec.status.status
+        self._labels[image_id] = np.asarray(rec.labels)
+        return ImageView(
+            image_id=image_id,
+            image=np.asarray(rec.image),
+            labels=self._labels[image_id],
+            cams=None if cams is None else np.asarray(cams, dtype=np.float32),
+            cam_classes=None if cam_classes is None else np.asarray(cam_classes),
+            masks=masks,
+            corrections=class_to_layer(np.asarray(rec.corrections, dtype=np.uint8)),
+            status=rec.status.status,
+        )
+
+    # ------------------------------------------------------------------ writing
+    def _set_status(self, image_id: str, status: str, model_version: str | None = None) -> None:
+        self.project.set_status(image_id, status, model_version=model_version)
+        self._status[image_id] = status
+
+    def mark_corrected(self, image_id: str) -> None:
+        """Painting sets the status to ``corrected`` (a no-op when it already is)."""
+        if self._status[image_id] != "corrected":
+            self._set_status(image_id, "corrected")
+
+    def save_corrections(self, image_id: str, layer_data: np.ndarray) -> None:
+        """Write corrections given as layer values (thread-safe; one write at a time)."""
+        mask = _layer_to_store(layer_data)
+        with self._lock:
+            self.project.write_corrections(image_id, mask)
+
+    def accept(self, image_id: str, layer_data: np.ndarray, stage: str, *, only_unpainted: bool):
+        """Corrections after accepting proposal ``stage``; sets the status ``accepted``.
+
+        Returns the new layer values; the caller puts them in the layer (so that the
+        change is one undoable stroke) and saves them.
+        """
+        prop = self.project.read_mask(image_id, stage)
+        if prop is None:
+            have = ", ".join(self.project.mask_stages(image_id)) or "none"
+            raise ValueError(f"image {image_id!r} has no {stage!r} proposal (stages: {have})")
+        new = merge_accept(np.asarray(layer_data), class_to_layer(np.asarray(prop, np.uint8)),
+                           only_unpainted=only_unpainted)
+        self._set_status(image_id, "accepted")
+        return new
+
+    def reset(self, image_id: str) -> None:
+        """Status back to ``prelabelled`` (proposals stored) or ``new``."""
+        has = bool(self.project.mask_stages(image_id))
+        self._set_status(image_id, "prelabelled" if has else "new")
+
+    def skip(self, image_id: str) -> None:
+        self._set_status(image_id, "skipped")
+
+    def refresh_status(self, image_id: str) -> str:
+        """Re-read one status from the store (after a worker wrote it)."""
+        self._status[image_id] = self.project.status(image_id).status
+        return self._status[image_id]
+
+    # ------------------------------------------------------------------ proposals
+    def set_config(self, config) -> None:
+        """New proposal settings; the pipeline is rebuilt on the next `compute`."""
+        self.config = config
+
+    def invalidate_pipeline(self) -> None:
+        """Forget the model (after retraining) so the next `compute` loads the newest."""
+        with self._lock:
+            self._pipeline = None
+            self._pipeline_key = None
+
+    def pipeline(self):
+        """The proposal pipeline for the current config (built on first use; slow)."""
+        key = repr(self.config)
+        with self._lock:
+            if self._pipeline is None or self._pipeline_key != key:
+                if self._factory is not None:
+                    self._pipeline = self._factory(self.project, self.config)
+                else:
+                    from napari_wsss.pipeline import Pipeline
+
+                    self._pipeline = Pipeline.from_project(self.project, self.config)
+                self._pipeline_key = key
+            return self._pipeline
+
+    def compute(self, image_id: str):
+        """Run the pipeline on one image (call from a worker); returns ``Proposals``."""
+        image = self.project.image(image_id)
+        return self.pipeline().run(np.asarray(image), self.image_labels(image_id))
+
+    def store_proposals(self, image_id: str, proposals) -> None:
+        """Save proposals (cams + masks); an unreviewed image becomes ``prelabelled``.
+
+        A reviewed image keeps its status: new proposals do not undo a review.
+        """
+        from napari_wsss.pipeline import save_proposals
+
+        before = self._status[image_id]
+        with self._lock:
+            save_proposals(self.project, image_id, proposals)
+        if before not in UNREVIEWED:
+            self._set_status(image_id, before, model_version=proposals.model_version)
+        else:
+            self._status[image_id] = self.project.status(image_id).status
+

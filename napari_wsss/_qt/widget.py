@@ -1,0 +1,462 @@
+"""`AnnotationWidget`: the dock widget that ties session, layers, panels and workers.
+
+It holds no annotation logic of its own (that is `AnnotationSession`); it routes
+signals, owns the background workers and the save debounce, and undoes every
+binding it made when it closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import QFileDialog, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from .controls import ModelControls, ProposalControls, ReviewControls
+from .layers import STAGE_TITLES, LayerSet
+from .navigation import NavigationPanel
+from .project_panel import ProjectPanel
+from .retrain import RetrainRunner, format_progress, train_command
+from .session import IGNORE_VALUE, MASK_STAGES, AnnotationSession, config_from_settings
+from .workers import Saver, proposal_worker, run_in_worker
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["AnnotationWidget", "PROJECT_METADATA_KEY", "SAVE_DELAY_MS"]
+
+log = logging.getLogger(__name__)
+
+SAVE_DELAY_MS = 500
+"""Corrections are written at most this long after a stroke."""
+
+PROJECT_METADATA_KEY = "napari_wsss_project"
+"""A layer whose metadata holds this key (a project path), e.g. from the reader, opens it."""
+
+
+class AnnotationWidget(QWidget):
+    """The WSSS annotation panel.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    pipeline_factory : callable or None
+        ``factory(project, config) -> pipeline``; default ``Pipeline.from_project``.
+    """
+
+    image_shown = Signal(str)
+    proposals_ready = Signal(str)
+    saved = Signal(str)
+
+    KEYS = {
+        "Alt-Right": "next_image",
+        "Alt-Left": "previous_image",
+        "Alt-Down": "next_unreviewed",
+        "Alt-A": "accept",
+        "Alt-S": "skip",
+        "Alt-I": "use_ignore_brush",
+    }
+
+    def __init__(self, napari_viewer: napari.Viewer, *, pipeline_factory=None):
+        super().__init__()
+        self.viewer = napari_viewer
+        self._factory = pipeline_factory
+        self.session: AnnotationSession | None = None
+        self.layers: LayerSet | None = None
+        self.current: str | None = None
+        self.worker = None
+        self._export_worker = None
+        self._applying: str | None = None
+        self._history_sig: tuple[int, int] | None = None
+        self._closed = False
+        self.saver = Saver(self._write, on_error=lambda i, e: log.error("save of %s failed: %s", i, e))
+
+        self.project_panel = ProjectPanel()
+        self.nav = NavigationPanel()
+        self.proposal_controls = ProposalControls()
+        self.review = ReviewControls()
+        self.model_controls = ModelControls()
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        inner = QWidget()
+        lay = QVBoxLayout(inner)
+        for w in (self.project_panel, self.nav, self.review, self.proposal_controls,
+                  self.model_controls, self.message):
+            lay.addWidget(w)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(SAVE_DELAY_MS)
+        self._save_timer.timeout.connect(self.save_now)
+        self.retrainer = RetrainRunner(self)
+        self._connect()
+        self._bind_keys()
+
+    # ------------------------------------------------------------------ wiring
+    def _connect(self) -> None:
+        pp, nav, pc, rv, mc = (self.project_panel, self.nav, self.proposal_controls, self.review,
+                               self.model_controls)
+        pp.open_requested.connect(self.open_project)
+        pp.create_requested.connect(self.create_project)
+        pp.heatmap_toggled.connect(self._toggle_heatmap)
+        nav.image_clicked.connect(self.show_image)
+        nav.filters_changed.connect(self._refresh_list)
+        nav.previous_requested.connect(self.previous_image)
+        nav.next_requested.connect(self.next_image)
+        nav.next_unreviewed_requested.connect(self.next_unreviewed)
+        pc.recompute_requested.connect(self.recompute)
+        pc.cancel_requested.connect(self.cancel)
+        rv.accept_requested.connect(lambda s, o: self.accept(s or None, only_unpainted=o))
+        rv.reset_requested.connect(self.reset)
+        rv.skip_requested.connect(self.skip)
+        rv.ignore_requested.connect(self.use_ignore_brush)
+        rv.undo_requested.connect(self.undo)
+        rv.redo_requested.connect(self.redo)
+        mc.retrain_requested.connect(self.retrain)
+        mc.cancel_retrain_requested.connect(self.retrainer.cancel)
+        mc.export_requested.connect(self._ask_export)
+        self.retrainer.progress.connect(lambda p: mc.show_progress(p, format_progress(p)))
+        self.retrainer.log.connect(mc.log.appendPlainText)
+        self.retrainer.finished.connect(self._retrain_finished)
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        self.viewer.layers.events.removing.connect(self._on_layer_removing)
+
+    def _bind_keys(self) -> None:
+        self._bound = []
+        for key, name in self.KEYS.items():
+            method = getattr(self, name)
+            try:
+                self.viewer.bind_key(key, lambda _v, m=method: m(), overwrite=False)
+            except (ValueError, TypeError) as exc:  # someone else owns the key: keep theirs
+                log.warning("napari-wsss: key %s not bound: %s", key, exc)
+                continue
+            self._bound.append(key)
+
+    # ------------------------------------------------------------------ project
+    def open_project(self, project) -> None:
+        """Open a project (a path or a `napari_wsss.store.Project`) and show its first image."""
+        from napari_wsss.store import Project
+
+        if self.session is not None:
+            self._flush()
+            self.layers.clear()
+        if not isinstance(project, Project):
+            project = Project.open(Path(project))
+        self.session = AnnotationSession(project, pipeline_factory=self._factory)
+        self.layers = LayerSet(self.viewer, project.classes, background=project.background)
+        self.current = None
+        bg = project.background
+        self.project_panel.set_project(project.path, project.classes, background=bg)
+        self.nav.set_choices(project.STATUSES, project.classes, background=bg)
+        self._refresh_list()
+        ids = self._visible_ids()
+        if ids:
+            self.show_image(ids[0])
+
+    def create_project(self, folder: str, csv: str, out: str) -> None:
+        """Ingest an image folder + labels CSV into a new project, then open it."""
+        from napari_wsss.ingest import ingest_folder
+
+        project = ingest_folder(Path(folder), Path(csv), Path(out))
+        self.open_project(project if project is not None else out)
+
+    def _on_layer_inserted(self, event) -> None:
+        layer = event.value
+        path = layer.metadata.get(PROJECT_METADATA_KEY) if hasattr(layer, "metadata") else None
+        if path is None or (self.layers is not None and layer in self.layers._layers()):
+            return
+        # Replace the reader's placeholder layer by the panel's own layers.
+        QTimer.singleShot(0, lambda: self._adopt_reader_layer(layer, path))
+
+    def _on_layer_removing(self, event) -> None:
+        # Closing the viewer removes every layer first: save the corrections before
+        # they go (also when the user deletes the corrections layer).
+        layers = self.viewer.layers
+        if self.layers is None or not 0 <= event.index < len(layers):
+            return
+        if layers[event.index] is self.layers.corrections:
+            self._flush(wait=True)
+
+    def _adopt_reader_layer(self, layer, path) -> None:
+        if layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
+        self.open_project(path)
+
+    # ------------------------------------------------------------------ navigation
+    def _visible_ids(self) -> list[str]:
+        if self.session is None:
+            return []
+        status, cls = self.nav.filters()
+        return self.session.filtered_ids(status=status, class_index=cls)
+
+    def _refresh_list(self) -> None:
+        s = self.session
+        if s is None:
+            return
+        ids = self._visible_ids()
+        self.nav.set_images(ids, {i: s.status(i) for i in ids}, current=self.current)
+        self.nav.set_counts(s.counts())
+
+    def _status_changed(self, image_id: str) -> None:
+        self.nav.set_status(image_id, self.session.status(image_id))
+        self.nav.set_counts(self.session.counts())
+        if image_id == self.current:
+            self.review.status.setText(f"{image_id}: {self.session.status(image_id)}")
+
+    def show_image(self, image_id: str) -> None:
+        """Save the current image's corrections, then show ``image_id``."""
+        if self.session is None or image_id is None:
+            return
+        self._flush(wait=False)
+        if self.saver.pending():
+            self.saver.flush()  # the store must hold what we are about to read back
+        view = self.session.load(image_id)
+        self.current = image_id
+        self.layers.show(view)
+        self._watch_corrections()
+        self.review.set_stages([s for s in MASK_STAGES if s in view.masks], STAGE_TITLES)
+        self.nav.select(image_id)
+        self.review.status.setText(f"{image_id}: {view.status}")
+        self.image_shown.emit(image_id)
+
+    def _step(self, offset: int) -> None:
+        target = self.session.step(self.current, offset, self._visible_ids()) if self.session else None
+        if target is not None and target != self.current:
+            self.show_image(target)
+
+    def next_image(self) -> None:
+        self._step(+1)
+
+    def previous_image(self) -> None:
+        self._step(-1)
+
+    def next_unreviewed(self) -> None:
+        if self.session is None:
+            return
+        target = self.session.next_unreviewed(self.current, self._visible_ids())
+        if target is None:
+            self.message.setText("no unreviewed image left in this list")
+        else:
+            self.show_image(target)
+
+    def _toggle_heatmap(self, c: int, visible: bool) -> None:
+        if self.layers is not None:
+            self.layers.set_heatmap_visible(c, visible)
+
+    # ------------------------------------------------------------------ corrections
+    def _watch_corrections(self) -> None:
+        layer = self.layers.corrections
+        if getattr(self, "_watched", None) is not layer:
+            layer.events.paint.connect(self._on_paint)
+            layer.events.set_data.connect(self._on_set_data)
+            self._watched = layer
+        self._history_sig = self._signature()
+
+    def _signature(self) -> tuple[int, int]:
+        layer = self.layers.corrections
+        return (len(layer._undo_history), len(layer._redo_history))
+
+    def _on_paint(self, event=None) -> None:
+        self._history_sig = self._signature()
+        self._edited()
+
+    def _on_set_data(self, event=None) -> None:
+        # Undo / redo change the data without a paint event; spot them by the history.
+        sig = self._signature()
+        if sig != self._history_sig:
+            self._history_sig = sig
+            self._edited()
+
+    def _edited(self) -> None:
+        if self.current is None:
+            return
+        if self._applying is None:
+            self.session.mark_corrected(self.current)
+            self._status_changed(self.current)
+        if not self._save_timer.isActive():
+            self._save_timer.start()
+
+    def _write(self, image_id: str, data: np.ndarray) -> None:
+        self.session.save_corrections(image_id, data)
+
+    def save_now(self) -> None:
+        """Queue a write of the current corrections (what the debounce timer calls)."""
+        self._save_timer.stop()
+        if self.current is not None and self.layers is not None and self.layers.corrections is not None:
+            self.saver.submit(self.current, self.layers.corrections.data)
+
+    def _flush(self, wait: bool = True) -> None:
+        if self._save_timer.isActive():
+            self.save_now()
+        if wait:
+            self.saver.flush()
+
+    def _apply(self, new: np.ndarray, what: str) -> None:
+        """Put new layer values in the corrections as one undoable edit."""
+        layer = self.layers.corrections
+        changed = np.nonzero(layer.data != new)
+        self._applying = what
+        try:
+            if changed[0].size:
+                layer.data_setitem(changed, new[changed])
+        finally:
+            self._applying = None
+        self.save_now()
+
+    def accept(self, stage: str | None = None, *, only_unpainted: bool | None = None) -> None:
+        """Copy a proposal into the corrections; status ``accepted``."""
+        if self.current is None:
+            return
+        stage = stage or self.review.stage.currentData()
+        if stage is None:
+            self.message.setText("no proposal to accept: compute proposals first")
+            return
+        if only_unpainted is None:
+            only_unpainted = self.review.only_unpainted.isChecked()
+        new = self.session.accept(self.current, self.layers.corrections.data, stage,
+                                  only_unpainted=only_unpainted)
+        self._apply(new, "accepted")
+        self._status_changed(self.current)
+
+    def reset(self) -> None:
+        """Clear the corrections of the current image (undoable)."""
+        if self.current is None:
+            return
+        self._apply(np.zeros_like(self.layers.corrections.data), "reset")
+        self.session.reset(self.current)
+        self._status_changed(self.current)
+
+    def skip(self) -> None:
+        """Mark the current image skipped and go to the next unreviewed one."""
+        if self.current is None:
+            return
+        self.session.skip(self.current)
+        self._status_changed(self.current)
+        self.next_unreviewed()
+
+    def use_ignore_brush(self) -> None:
+        layer = self.layers.corrections if self.layers else None
+        if layer is not None:
+            layer.selected_label = IGNORE_VALUE
+            layer.mode = "paint"
+            self.viewer.layers.selection.active = layer
+
+    def undo(self) -> None:
+        if self.layers is not None and self.layers.corrections is not None:
+            self.layers.corrections.undo()
+
+    def redo(self) -> None:
+        if self.layers is not None and self.layers.corrections is not None:
+            self.layers.corrections.redo()
+
+    # ------------------------------------------------------------------ proposals
+    def recompute(self):
+        """Compute proposals for the current image in a worker; returns the started worker."""
+        if self.session is None or self.current is None or self.worker is not None:
+            return None
+        self.session.set_config(config_from_settings(self.session.config,
+                                                     self.proposal_controls.settings()))
+        worker = proposal_worker(self.session, self.current)
+        worker.yielded.connect(lambda p: self.proposal_controls.show_progress(*p))
+        worker.returned.connect(self._proposals_done)
+        worker.errored.connect(lambda e: self.message.setText(f"proposals failed: {e}"))
+        worker.finished.connect(self._worker_finished)
+        self.worker = worker
+        self.proposal_controls.set_busy(True)
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Stop the running proposal job before it saves anything."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.message.setText("proposal computation cancelled")
+
+    def _worker_finished(self) -> None:
+        self.worker = None
+        self.proposal_controls.set_busy(False)
+
+    def _proposals_done(self, image_id: str) -> None:
+        self._status_changed(image_id)
+        if image_id == self.current:
+            view = self.session.load(image_id)
+            self.layers.show_proposals(view)
+            self.review.set_stages([s for s in MASK_STAGES if s in view.masks], STAGE_TITLES)
+        self.proposals_ready.emit(image_id)
+
+    # ------------------------------------------------------------------ model
+    def retrain(self, stage: str = "classifier", argv: list[str] | None = None) -> None:
+        """Start the trainer in its own process (``argv`` overrides the command)."""
+        if self.session is None or self.retrainer.is_running():
+            return
+        self._flush()
+        self.model_controls.set_running(True)
+        self.retrainer.start(argv or train_command(self.session.project.path, stage))
+
+    def _retrain_finished(self, code: int) -> None:
+        self.model_controls.set_running(False)
+        if code == 0 and self.session is not None:
+            self.session.invalidate_pipeline()
+            self.model_controls.log.appendPlainText("training finished: new proposals use the new model")
+        else:
+            self.model_controls.log.appendPlainText(f"training stopped (exit code {code})")
+
+    def _ask_export(self) -> None:
+        out = QFileDialog.getExistingDirectory(self, "Export masks to folder")
+        if out:
+            self.export(out)
+
+    def export(self, out_dir):
+        """Export the project's masks (same function as ``napari-wsss export``) in a worker."""
+        if self.session is None:
+            return None
+        from napari_wsss.export import export_project
+
+        self._flush()
+        worker = run_in_worker(export_project, self.session.project, Path(out_dir))
+        worker.returned.connect(lambda r: self.message.setText(f"exported to {out_dir}"))
+        worker.errored.connect(lambda e: self.message.setText(f"export failed: {e}"))
+        self._export_worker = worker
+        worker.start()
+        return worker
+
+    # ------------------------------------------------------------------ teardown
+    def cleanup(self) -> None:
+        """Save, stop workers and processes, unbind keys and events (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.worker is not None:
+            self.worker.quit()
+            self.worker.await_workers(msecs=10000) if hasattr(self.worker, "await_workers") else None
+        self._flush(wait=False)
+        self.saver.close()
+        self.retrainer.cancel()
+        for key in getattr(self, "_bound", []):
+            self.viewer.bind_key(key, None)
+        self._bound = []
+        self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+        self.viewer.layers.events.removing.disconnect(self._on_layer_removing)
+        layer = getattr(self, "_watched", None)
+        if layer is not None:
+            layer.events.paint.disconnect(self._on_paint)
+            layer.events.set_data.disconnect(self._on_set_data)
+            self._watched = None
+
+    def closeEvent(self, event) -> None:
+        self.cleanup()
+        super().closeEvent(event)
+
+    def hideEvent(self, event) -> None:
+        # napari hides dock widgets when the viewer closes: save then, too.
+        self._flush(wait=True) if not self._closed else None
+        super().hideEvent(event)

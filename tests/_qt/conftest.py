@@ -1,0 +1,32 @@
+"""A small real project for the widget tests (seeded synthetic images, no model files)."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
+
+CLASSES = ["disc", "square", "bar"]
+
+
+def make_image(rng, shape=(48, 64)):
+    """An RGB image with a bright disc top-left and a dark square bottom-right."""
+    h, w = shape
+    img = rng.integers(90, 110, size=(h, w, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    img[(yy - h // 4) ** 2 + (xx - w // 4) ** 2 < (min(h, w) // 6) ** 2] = (230, 60, 40)
+    img[h // 2 + 4: h - 4, w // 2 + 4: w - 4] = (30, 40, 200)
+    return img
+
+
+@pytest.fixture
+def project(tmp_path):
+    from napari_wsss.store import Project
+
+    rng = np.random.default_rng(0)
+    p = Project.create(tmp_path / "proj.zarr", CLASSES, background=False)
+    labels = {"a": [0, 1], "b": [1], "c": [0, 2], "d": [2]}
+    for image_id, labs in labels.items():
+        p.add_image(image_id, make_image(rng), labs)
+    return p

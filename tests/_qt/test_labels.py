@@ -1,0 +1,25 @@
+import numpy as np
+import pytest
+
+from napari_wsss._qt._labels import class_to_layer, layer_to_class
+
+
+def test_round_trip_and_values():
+    mask = np.array([[0, 1, 255], [3, 255, 0]], dtype=np.uint8)
+    layer = class_to_layer(mask)
+    assert layer.tolist() == [[1, 2, 0], [4, 0, 1]]
+    assert layer.dtype == np.uint8
+    back = layer_to_class(layer)
+    assert back.dtype == np.uint8
+    np.testing.assert_array_equal(back, mask)
+
+
+def test_layer_to_class_accepts_wider_ints():
+    assert layer_to_class(np.array([[0, 5]], dtype=np.int32)).tolist() == [[255, 4]]
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="uint8"):
+        class_to_layer(np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match="0..255"):
+        layer_to_class(np.array([[256]], dtype=np.int32))

@@ -1,0 +1,67 @@
+"""RetrainRunner drives a real child process (a tiny script standing in for the trainer's
+stdout protocol; the trainer itself is exercised in tests/trainer)."""
+
+import sys
+
+from napari_wsss._qt.retrain import RetrainRunner, format_progress, parse_progress, train_command
+
+SCRIPT = r"""
+import json, sys, time
+for step in range(1, 4):
+    print(json.dumps({"stage": "classifier", "epoch": 0, "step": step, "steps": 3,
+                      "loss": 1.0 / step, "eta_s": 3 - step}), flush=True)
+    time.sleep(0.05)
+print("plain log line", flush=True)
+print("warning on stderr", file=sys.stderr, flush=True)
+sys.exit(%d)
+"""
+
+
+def test_parse_progress():
+    assert parse_progress('{"stage": "rw", "step": 2}\n') == {"stage": "rw", "step": 2}
+    assert parse_progress("loss 0.3") is None
+    assert parse_progress("{broken") is None
+    assert parse_progress("[1, 2]") is None
+    p = {"stage": "classifier", "epoch": 1, "step": 5, "steps": 10, "loss": 0.25, "eta_s": 12.4}
+    assert format_progress(p) == "classifier  epoch 1  step 5/10  loss 0.2500  eta 12 s"
+
+
+def test_train_command_shape(tmp_path):
+    cmd = train_command(tmp_path / "p.zarr", "segmenter")
+    assert cmd[-4:] == ["train", str(tmp_path / "p.zarr"), "--stage", "segmenter"]
+
+
+def _run(qtbot, code):
+    runner = RetrainRunner()
+    progress, logs = [], []
+    runner.progress.connect(progress.append)
+    runner.log.connect(logs.append)
+    with qtbot.waitSignal(runner.finished, timeout=20000) as blocker:
+        runner.start([sys.executable, "-c", SCRIPT % code])
+    return runner, progress, logs, blocker.args[0]
+
+
+def test_runner_reads_json_lines(qtbot):
+    runner, progress, logs, code = _run(qtbot, 0)
+    assert code == 0
+    assert [p["step"] for p in progress] == [1, 2, 3]
+    assert progress[-1]["loss"] == 1.0 / 3
+    assert runner.last_progress == progress[-1]
+    assert "plain log line" in logs and "warning on stderr" in logs
+    assert not runner.is_running()
+
+
+def test_runner_reports_failure(qtbot):
+    _, progress, _, code = _run(qtbot, 3)
+    assert code == 3 and len(progress) == 3
+
+
+def test_runner_cancel(qtbot):
+    runner = RetrainRunner()
+    with qtbot.waitSignal(runner.finished, timeout=20000) as blocker:
+        runner.start([sys.executable, "-c", "import time; time.sleep(60)"])
+        qtbot.wait(200)
+        assert runner.is_running()
+        runner.cancel()
+    assert blocker.args[0] != 0
+    assert not runner.is_running()

@@ -1,0 +1,93 @@
+"""The annotation panel in a real napari viewer: navigation, painting, saving, reopening."""
+
+import numpy as np
+
+from napari_wsss._qt import AnnotationWidget
+from napari_wsss._qt.session import IGNORE_VALUE
+from napari_wsss.store import Project
+
+
+def _proposal(shape, split, left, right):
+    m = np.full(shape, left, np.uint8)
+    m[:, split:] = right
+    return m
+
+
+def _open(make_napari_viewer, qtbot, project):
+    viewer = make_napari_viewer()
+    widget = AnnotationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="wsss")
+    widget.open_project(project.path)
+    return viewer, widget
+
+
+def test_open_shows_layers_and_list(make_napari_viewer, qtbot, project):
+    project.write_mask("a", "crf", _proposal((48, 64), 32, 0, 1), model_version="imagenet:x")
+    cams = np.stack([np.linspace(0, 1, 48 * 64).reshape(48, 64)] * 2).astype(np.float32)
+    project.write_cams("a", "gradcam", cams, [0, 1], model_version="imagenet:x")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    assert widget.current == "a"
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["image", "heatmap: disc", "heatmap: square", "proposal: CRF", "corrections"]
+    assert viewer.layers["proposal: CRF"].editable is False
+    # layer value = class + 1
+    assert viewer.layers["proposal: CRF"].data[0, 0] == 1 and viewer.layers["proposal: CRF"].data[0, 40] == 2
+    assert viewer.layers["heatmap: disc"].blending == "additive"
+    assert widget.nav.list.count() == 4
+    assert widget.project_panel.classes.count() == 3
+    # class filter
+    widget.nav.class_filter.setCurrentIndex(widget.nav.class_filter.findData(2))
+    assert [widget.nav.list.item(i).text().split()[0] for i in range(widget.nav.list.count())] == ["c", "d"]
+
+
+def test_paint_is_saved_debounced_and_status_corrected(make_napari_viewer, qtbot, project):
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    layer = widget.layers.corrections
+    layer.brush_size = 3
+    layer.paint((10, 10), 3)  # class 2
+    assert project.status("a").status == "corrected"
+    # not yet on disk: the write is debounced
+    assert (Project.open(project.path, mode="r").read_corrections("a") == 255).all()
+    qtbot.waitUntil(lambda: Project.open(project.path, mode="r").read_corrections("a")[10, 10] == 2,
+                    timeout=3000)
+    stored = Project.open(project.path, mode="r").read_corrections("a")
+    assert (stored == 2).sum() == (layer.data == 3).sum() > 0
+    # undo is an edit too: it is saved
+    widget.undo()
+    qtbot.waitUntil(lambda: (Project.open(project.path, mode="r").read_corrections("a") == 255).all(),
+                    timeout=3000)
+
+
+def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, project):
+    project.write_mask("a", "crf", _proposal((48, 64), 32, 0, 1), model_version="imagenet:x")
+    project.write_mask("a", "rw", _proposal((48, 64), 20, 1, 0), model_version="imagenet:x")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    layer = widget.layers.corrections
+    layer.brush_size = 1
+    layer.paint((5, 50), 3)  # a class-2 pixel where the CRF proposal says class 1
+    layer.selected_label = IGNORE_VALUE
+    layer.paint((6, 50), IGNORE_VALUE)
+    widget.accept("crf", only_unpainted=True)
+    assert project.status("a").status == "accepted"
+    widget.next_image()  # saves first
+    assert widget.current == "b"
+    layer.paint((1, 1), 2)
+    viewer.close()
+
+    reopened = Project.open(project.path, mode="r")
+    expected = _proposal((48, 64), 32, 0, 1)
+    expected[5, 50] = 2
+    expected[6, 50] = 255
+    np.testing.assert_array_equal(reopened.read_corrections("a"), expected)
+    assert reopened.status("a").status == "accepted"
+    assert reopened.status("b").status == "corrected"
+    b = np.full((48, 64), 255, np.uint8)
+    b[1, 1] = 1
+    np.testing.assert_array_equal(reopened.read_corrections("b"), b)
+
+    viewer2, widget2 = _open(make_napari_viewer, qtbot, project)
+    assert widget2.session.status("a") == "accepted"
+    widget2.show_image("b")
+    np.testing.assert_array_equal(widget2.layers.corrections.data, np.where(b == 255, 0, b + 1))
+    texts = [widget2.nav.list.item(i).text() for i in range(4)]
+    assert texts[0].endswith("[accepted]") and texts[1].endswith("[corrected]")
