@@ -1,0 +1,32 @@
+"""Refinement of CAMs into pixel masks: dense CRF, AffinityNet random walk, background handling.
+
+Every stage takes the CAMs of one image's labels ``(K, H, W)`` with their class indices and
+returns a :class:`RefineResult` (scores, class indices, ``(H, W)`` uint8 mask, 255 = void).
+"""
+
+from .affinity_labels import AffinityTargets, confident_labels, downsample_labels, pair_targets
+from .background import BACKGROUND_METHODS, RefineResult, labels_from_scores, scores_with_background
+from .crf import crf_refine, dense_crf
+from .graph import AffinityGraph, pair_indices, pair_offsets, pairwise
+from .random_walk import colour_affinity, feature_affinity, random_walk, random_walk_refine
+
+__all__ = [
+    "AffinityGraph",
+    "AffinityTargets",
+    "BACKGROUND_METHODS",
+    "RefineResult",
+    "colour_affinity",
+    "confident_labels",
+    "crf_refine",
+    "dense_crf",
+    "downsample_labels",
+    "feature_affinity",
+    "labels_from_scores",
+    "pair_indices",
+    "pair_offsets",
+    "pair_targets",
+    "pairwise",
+    "random_walk",
+    "random_walk_refine",
+    "scores_with_background",
+]
