@@ -269,3 +269,16 @@ def test_second_instance_sees_new_images(project, rng):
     project.add_image("img1", rng.integers(0, 256, (4, 4), dtype=np.uint8), ["dog"])
     assert reader.image_ids() == ["img0", "img1"] and "img1" in reader
     assert reader.image_labels("img1").tolist() == [2]
+
+
+def test_missing_array_is_reported_not_returned_as_fill(project):
+    import shutil
+
+    project.write_mask("img0", "crf", np.ones((20, 30), np.uint8), model_version="v")
+    name = project.array_info("img0", "mask/crf").name
+    shutil.rmtree(project.path / "images" / "img0" / name)
+    fresh = Project.open(project.path, mode="r")
+    with pytest.raises(FileNotFoundError, match=f"{name}.*project is damaged"):
+        fresh.read_mask("img0", "crf")
+    with pytest.raises(FileNotFoundError, match="project is damaged"):
+        project.read_mask("img0", "crf")  # also with a cached array handle

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,21 @@ def _leftover_numbers(folder: Path, stage: str) -> list[int]:
     if not folder.is_dir():
         return [0]
     return [0] + [int(m["n"]) for e in folder.iterdir() if (m := _VERSION.match(e.name))]
+
+
+def remove_incomplete(root: Path) -> int:
+    """Delete checkpoint versions a killed save left without ``zarr.json`` or file."""
+    removed = 0
+    for stage in CHECKPOINT_STAGES:
+        folder = root / "models" / stage
+        if not folder.is_dir():
+            continue
+        complete = set(checkpoint_versions(root, stage))
+        for entry in folder.iterdir():
+            if entry.is_dir() and _VERSION.match(entry.name) and entry.name not in complete:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def checkpoint_path(root: Path, version: str) -> Path:

@@ -17,6 +17,7 @@ version. Otherwise it retries with the new name.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -78,6 +79,7 @@ class NodeStore:
             dtype=data.dtype,
             fill_value=fill_value,
             attributes={ATTRS: attrs},
+            config={"write_empty_chunks": True},  # every non-empty array has its chunk file
         )
         if data.size:
             arr[...] = data
@@ -94,10 +96,17 @@ class NodeStore:
                 arr = zarr.open_array(self.zstore, path=path, mode="r", zarr_format=3)
                 self._arrays[path] = arr
             data = arr[...]
+            # zarr reads a missing chunk as fill_value; ours always exist, so a missing one
+            # means the array was deleted (garbage-collected or damaged) under us.
+            if data.size and not os.path.exists(self._chunk_file(path, data.ndim)):
+                raise FileNotFoundError(path)
         except _MISSING as err:
             self._arrays.pop(path, None)
             raise FileNotFoundError(f"no array {path} in {self.root}") from err
         return data, dict(arr.attrs.get(ATTRS, {}))
+
+    def _chunk_file(self, path: str, ndim: int) -> str:
+        return os.path.join(self.root, path, "c", *(["0"] * ndim))
 
     def array_meta(self, path: str) -> tuple[tuple[int, ...], np.dtype, dict]:
         """Shape, dtype and store attributes of an array without reading its chunk."""
@@ -133,15 +142,25 @@ def consistent_read(read_meta, read_arrays):
     meta, result
         Of the first attempt whose pointers did not change while reading.
     """
+    missing = 0
     for attempt in range(_RETRIES):
         before = read_meta()
         try:
             result = read_arrays(before)
-        except FileNotFoundError:
-            result = _RETRY
+        except FileNotFoundError as err:
+            result, error = _RETRY, err
         after = read_meta()
-        if result is not _RETRY and after.get("arrays") == before.get("arrays"):
+        same = after.get("arrays") == before.get("arrays")
+        if result is not _RETRY and same:
             return after, result
+        if result is _RETRY and same:
+            # the pointer did not move, yet its array is gone: not a race but damage
+            missing += 1
+            if missing >= 3:
+                raise FileNotFoundError(
+                    f"{error}, although the image group still points to it: the project is "
+                    "damaged (files deleted by hand?)"
+                ) from error
         if attempt > 10:
             time.sleep(0.001 * min(attempt, 50))
     raise RuntimeError(

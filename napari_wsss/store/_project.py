@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _checkpoints as ckpt
-from ._files import ProjectLock, make_key, read_json, utc_now
+from ._files import TMP_SUFFIX, ProjectLock, make_key, read_json, utc_now
 from ._nodes import NodeStore, consistent_read
 from ._records import ImageRecord, Info, Status
 from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError, check_schema
@@ -37,6 +37,13 @@ def _image_sha1(img: np.ndarray) -> str:
     h = hashlib.sha1(f"{img.dtype.str}{img.shape}".encode())
     h.update(np.ascontiguousarray(img).data)
     return h.hexdigest()
+
+
+def _remove_tmp(folder: Path) -> int:
+    tmp = [f for f in folder.iterdir() if f.name.endswith(TMP_SUFFIX) and f.is_file()]
+    for f in tmp:
+        f.unlink(missing_ok=True)
+    return len(tmp)
 
 
 class Project:
@@ -367,6 +374,32 @@ class Project:
             status=Status(**meta["status"]),
             cam_methods=[s[4:] for s in meta["arrays"] if s.startswith("cam/")],
         )
+
+    # -- maintenance -------------------------------------------------------------------
+    def gc(self) -> int:
+        """Delete what no pointer references (left by killed writers); return the count.
+
+        Removes superseded arrays, image groups missing from the index (a killed
+        ``add_image``), incomplete checkpoint versions and temporary files.
+        """
+        with self._writable():
+            keys = set(self._refresh_index().values())
+            removed = _remove_tmp(self.path) + _remove_tmp(self.path / _IMAGES)
+            for entry in (self.path / _IMAGES).iterdir():
+                if not entry.is_dir():
+                    continue
+                if entry.name not in keys:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed += 1
+                    continue
+                live = set(self._nodes.read_group(f"{_IMAGES}/{entry.name}")["arrays"].values())
+                removed += _remove_tmp(entry)
+                for sub in entry.iterdir():
+                    if sub.is_dir() and sub.name not in live:
+                        self._nodes.delete(f"{_IMAGES}/{entry.name}/{sub.name}")
+                        removed += 1
+            removed += ckpt.remove_incomplete(self.path)
+            return removed
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, stage: str, state: dict) -> str:
