@@ -12,6 +12,7 @@ border have all their neighbours too.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,5 +165,9 @@ class AffinityGraph:
         vals = torch.cat([wb, wb, torch.ones(n, dtype=dtype, device=dev)])
         degree = torch.zeros(n, dtype=dtype, device=dev).index_add_(0, rows, vals)
         vals = vals / degree[rows]
-        coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (n, n)).coalesce()
-        return coo.to_sparse_csr()
+        coo = torch.sparse_coo_tensor(
+            torch.stack([rows, cols]), vals, (n, n), check_invariants=False
+        ).coalesce()
+        with warnings.catch_warnings():  # "sparse CSR support is in beta state"
+            warnings.simplefilter("ignore", UserWarning)
+            return coo.to_sparse_csr()
