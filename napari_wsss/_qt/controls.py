@@ -26,17 +26,10 @@ __all__ = ["ProposalControls", "ReviewControls", "ModelControls", "cam_method_na
 
 
 def cam_method_names() -> list[str]:
-    """CAM method names from ``napari_wsss.cams`` (its registry), else the defaults."""
-    try:
-        from napari_wsss import cams
-    except ImportError:
-        return ["gradcam"]
-    for attr in ("METHODS", "CAM_METHODS", "REGISTRY"):
-        reg = getattr(cams, attr, None)
-        if reg:
-            return sorted(reg)
-    fn = getattr(cams, "available_methods", None)
-    return sorted(fn()) if callable(fn) else ["gradcam"]
+    """The CAM methods ``napari_wsss.cams`` implements, in its order."""
+    from napari_wsss.cams import METHODS
+
+    return list(METHODS)
 
 
 def _spin(lo, hi, value, step, decimals=None):
@@ -64,6 +57,7 @@ class ProposalControls(QGroupBox):
         super().__init__("Proposals", parent)
         self.method = QComboBox()
         self.method.addItems(cam_method_names())
+        self.method.setCurrentText("gradcam")
         self.use_crf = QCheckBox("dense CRF")
         self.use_rw = QCheckBox("random walk")
         self.use_crf.setChecked(True)

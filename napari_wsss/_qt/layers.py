@@ -56,6 +56,12 @@ def _cam_transform(cam_shape, image_shape) -> tuple[tuple[float, float], tuple[f
 class LayerSet:
     """Creates, updates and removes the annotation layers in a viewer.
 
+    Heatmaps live in *slots*: slot ``k`` shows the ``k``-th label of the current image
+    and is renamed / recoloured on a switch, so that switching between images with
+    different labels does not add or remove layers (adding a layer costs far more
+    than updating one). Hidden layers of an unchanged shape get their new data only
+    when they are shown.
+
     Parameters
     ----------
     viewer : napari.Viewer
@@ -68,23 +74,56 @@ class LayerSet:
         self.classes = list(classes)
         self.background = background
         self.image: Image | None = None
-        self.heatmaps: dict[int, Image] = {}
+        self.slots: list[Image] = []
+        self.slot_class: list[int | None] = []
         self.masks: dict[str, Labels] = {}
         self.corrections: Labels | None = None
         self._cmap = labels_colormap(len(classes), background=background)
+        self._heat_cmaps: dict[int, Colormap] = {}
         self.heatmap_visible: dict[int, bool] = {}
-        self.shown_stage: str | None = None
+        self._pending: dict[int, np.ndarray] = {}
+        self._setting_visible = False
+        self._last_shape = None
+
+    @property
+    def heatmaps(self) -> dict[int, Image]:
+        """Class index -> its heatmap layer, for the current image."""
+        return {c: layer for c, layer in zip(self.slot_class, self.slots) if c is not None}
 
     # ------------------------------------------------------------------ helpers
     def _layers(self):
-        out = [self.image, *self.heatmaps.values(), *self.masks.values(), self.corrections]
+        out = [self.image, *self.slots, *self.masks.values(), self.corrections]
         return [x for x in out if x is not None]
 
-    def _insert_below_masks(self, layer) -> None:
+    def _assign(self, layer, data: np.ndarray) -> None:
+        """``layer.data = data`` now, or when the hidden layer is next shown."""
+        if layer.visible or np.shape(layer.data) != data.shape:
+            self._pending.pop(id(layer), None)
+            layer.data = data
+        else:
+            self._pending[id(layer)] = data
+
+    def _on_visible(self, event) -> None:
+        layer = event.source
+        if layer.visible and id(layer) in self._pending:
+            layer.data = self._pending.pop(id(layer))
+        if not self._setting_visible and layer in self.slots:
+            c = self.slot_class[self.slots.index(layer)]
+            if c is not None:
+                self.heatmap_visible[c] = layer.visible
+
+    def _set_visible(self, layer, visible: bool) -> None:
+        self._setting_visible = True
+        try:
+            layer.visible = visible
+        finally:
+            self._setting_visible = False
+
+    def _add(self, layer, index: int | None = None):
+        layer.events.visible.connect(self._on_visible)
         ll = self.viewer.layers
-        above = [x for x in [*self.masks.values(), self.corrections] if x is not None and x in ll]
-        idx = min((ll.index(x) for x in above), default=len(ll))
-        ll.insert(idx, layer)
+        ll.insert(len(ll) if index is None else index, layer)
+        return layer
 
     def _set_image(self, image: np.ndarray) -> None:
         rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
@@ -95,36 +134,44 @@ class LayerSet:
             return
         if self.image is not None and self.image in self.viewer.layers:
             self.viewer.layers.remove(self.image)
-        self.image = Image(image, name="image", rgb=rgb)
-        self.viewer.layers.insert(0, self.image)
+        self.image = self._add(Image(image, name="image", rgb=rgb), 0)
+
+    def _heat_cmap(self, c: int) -> Colormap:
+        if c not in self._heat_cmaps:
+            self._heat_cmaps[c] = heatmap_colormap(c, self.classes[c], background=self.background)
+        return self._heat_cmaps[c]
 
     def _set_heatmaps(self, view: ImageView, shape) -> None:
-        want: dict[int, np.ndarray] = {}
+        want: list[tuple[int, np.ndarray]] = []
         if view.cams is not None:
-            want = {int(c): view.cams[k] for k, c in enumerate(view.cam_classes)}
-        for c in list(self.heatmaps):
-            if c not in want:
-                layer = self.heatmaps.pop(c)
-                if layer in self.viewer.layers:
-                    self.viewer.layers.remove(layer)
-        for c in sorted(want):
-            cam = np.asarray(want[c], dtype=np.float32)
+            want = sorted((int(c), view.cams[k]) for k, c in enumerate(view.cam_classes))
+        while len(self.slots) < len(want):
+            k = len(self.slots)
+            layer = Image(np.zeros(shape, np.float32), name=f"heatmap {k}", blending="additive",
+                          contrast_limits=(0.0, 1.0), opacity=0.6)
+            ll = self.viewer.layers
+            idx = ll.index(self.slots[-1]) + 1 if self.slots else ll.index(self.image) + 1
+            self.slots.append(self._add(layer, idx))
+            self.slot_class.append(None)
+        for k, layer in enumerate(self.slots):
+            if k >= len(want):
+                self.slot_class[k] = None
+                layer.name = f"heatmap {k} (unused)"
+                self._set_visible(layer, False)
+                self._assign(layer, np.zeros(shape, np.float32))
+                continue
+            c, cam = want[k]
+            cam = np.asarray(cam, dtype=np.float32)
+            self.slot_class[k] = c
+            layer.name = f"heatmap: {self.classes[c]}"
+            cmap = self._heat_cmap(c)
+            if layer.colormap.name != cmap.name:
+                layer.colormap = cmap
             scale, translate = _cam_transform(cam.shape, shape)
-            layer = self.heatmaps.get(c)
-            if layer is None:
-                name = self.classes[c]
-                layer = Image(
-                    cam, name=f"heatmap: {name}", blending="additive", contrast_limits=(0.0, 1.0),
-                    colormap=heatmap_colormap(c, name, background=self.background),
-                    scale=scale, translate=translate, opacity=0.6,
-                    visible=self.heatmap_visible.get(c, True),
-                )
-                self.heatmaps[c] = layer
-                self._insert_below_masks(layer)
-            else:
-                layer.data = cam
+            if tuple(layer.scale) != scale or tuple(layer.translate) != translate:
                 layer.scale, layer.translate = scale, translate
-                layer.contrast_limits = (0.0, 1.0)
+            self._set_visible(layer, self.heatmap_visible.get(c, True))
+            self._assign(layer, cam)
 
     def _set_masks(self, view: ImageView, shape) -> None:
         final = next((s for s in reversed(MASK_STAGES) if s in view.masks), None)
@@ -133,8 +180,8 @@ class LayerSet:
             data = view.masks.get(stage)
             if data is None:
                 if layer is not None:
-                    layer.data = np.zeros(shape, dtype=np.uint8)
-                    layer.visible = False
+                    self._set_visible(layer, False)
+                    self._assign(layer, np.zeros(shape, dtype=np.uint8))
                 continue
             if layer is None:
                 layer = Labels(data, name=f"proposal: {STAGE_TITLES[stage]}", opacity=0.45,
@@ -142,13 +189,13 @@ class LayerSet:
                 layer.editable = False
                 self.masks[stage] = layer
                 ll = self.viewer.layers
-                idx = ll.index(self.corrections) if self.corrections in ll else len(ll)
-                ll.insert(idx, layer)
+                self._add(layer, ll.index(self.corrections) if self.corrections in ll else None)
             else:
-                layer.data = data
-            layer.editable = False
+                self._assign(layer, data)
         if self.shown_stage is None:
             self.shown_stage = final
+
+    shown_stage: str | None = None
 
     def _set_corrections(self, data: np.ndarray) -> None:
         layer = self.corrections
@@ -156,8 +203,7 @@ class LayerSet:
             layer = Labels(data, name="corrections", opacity=0.7, colormap=self._cmap)
             layer.brush_size = 10
             layer.selected_label = 1
-            self.corrections = layer
-            self.viewer.layers.append(layer)
+            self.corrections = self._add(layer)
             return
         mode = layer.mode
         layer.data = data
@@ -176,7 +222,9 @@ class LayerSet:
         self._set_corrections(view.corrections)
         self._set_masks(view, shape)
         self.viewer.layers.selection.active = self.corrections
-        self.viewer.reset_view() if self._shape_changed(shape) else None
+        if self._last_shape != tuple(shape):
+            self._last_shape = tuple(shape)
+            self.viewer.reset_view()
 
     def show_proposals(self, view: ImageView) -> None:
         """Update heatmaps and proposal layers only (the corrections keep their edits)."""
@@ -185,20 +233,18 @@ class LayerSet:
         self._set_masks(view, shape)
         self.viewer.layers.selection.active = self.corrections
 
-    def _shape_changed(self, shape) -> bool:
-        changed = getattr(self, "_last_shape", None) != tuple(shape)
-        self._last_shape = tuple(shape)
-        return changed
-
     def set_heatmap_visible(self, c: int, visible: bool) -> None:
         """Toggle the heatmap of class ``c`` (remembered for later images)."""
         self.heatmap_visible[c] = visible
-        if c in self.heatmaps:
-            self.heatmaps[c].visible = visible
+        layer = self.heatmaps.get(c)
+        if layer is not None:
+            self._set_visible(layer, visible)
 
     def clear(self) -> None:
         """Remove every layer this set added."""
         for layer in self._layers():
+            layer.events.visible.disconnect(self._on_visible)
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
-        self.image, self.heatmaps, self.masks, self.corrections = None, {}, {}, None
+        self.image, self.slots, self.slot_class, self.masks, self.corrections = None, [], [], {}, None
+        self._pending.clear()

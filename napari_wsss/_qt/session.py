@@ -229,7 +229,11 @@ class AnnotationSession:
         return wanted if wanted in methods else methods[0]
 
     def load(self, image_id: str) -> ImageView:
-        """Read one image and everything stored for it (one consistent store read)."""
+        """Read one image and everything stored for it (one consistent store read).
+
+        Thread-safe (the widget reads ahead in a background thread); it does not touch
+        the status cache, which only the session's own writes update.
+        """
         if image_id not in self._status:
             raise KeyError(f"image {image_id!r} is not in project {self.project.path}")
         rec = self.project.load(image_id)
@@ -243,7 +247,6 @@ class AnnotationSession:
             stage: class_to_layer(np.asarray(rec.masks[stage], dtype=np.uint8))
             for stage in MASK_STAGES if stage in rec.masks
         }
-        self._status[image_id] = rec.status.status
         self._labels[image_id] = np.asarray(rec.labels)
         return ImageView(
             image_id=image_id,

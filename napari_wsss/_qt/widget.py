@@ -16,22 +16,20 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from .controls import ModelControls, ProposalControls, ReviewControls
+from .editing import CorrectionsEditor
 from .layers import STAGE_TITLES, LayerSet
 from .navigation import NavigationPanel
 from .project_panel import ProjectPanel
 from .retrain import RetrainRunner, format_progress, train_command
-from .session import IGNORE_VALUE, MASK_STAGES, AnnotationSession, config_from_settings
-from .workers import Saver, proposal_worker, run_in_worker
+from .session import MASK_STAGES, AnnotationSession, config_from_settings
+from .workers import BackgroundIO, proposal_worker, run_in_worker
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["AnnotationWidget", "PROJECT_METADATA_KEY", "SAVE_DELAY_MS"]
+__all__ = ["AnnotationWidget", "PROJECT_METADATA_KEY"]
 
 log = logging.getLogger(__name__)
-
-SAVE_DELAY_MS = 500
-"""Corrections are written at most this long after a stroke."""
 
 PROJECT_METADATA_KEY = "napari_wsss_project"
 """A layer whose metadata holds this key (a project path), e.g. from the reader, opens it."""
@@ -69,10 +67,9 @@ class AnnotationWidget(QWidget):
         self.current: str | None = None
         self.worker = None
         self._export_worker = None
-        self._applying: str | None = None
-        self._history_sig: tuple[int, int] | None = None
         self._closed = False
-        self.saver = Saver(self._write, on_error=lambda i, e: log.error("save of %s failed: %s", i, e))
+        self.io = BackgroundIO(self._write, self._read,
+                               on_error=lambda i, e: log.error("save of %s failed: %s", i, e))
 
         self.project_panel = ProjectPanel()
         self.nav = NavigationPanel()
@@ -93,10 +90,8 @@ class AnnotationWidget(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
 
-        self._save_timer = QTimer(self)
-        self._save_timer.setSingleShot(True)
-        self._save_timer.setInterval(SAVE_DELAY_MS)
-        self._save_timer.timeout.connect(self.save_now)
+        self.editor = CorrectionsEditor(self.io, self)
+        self.editor.status_changed.connect(self._status_changed)
         self.retrainer = RetrainRunner(self)
         self._connect()
         self._bind_keys()
@@ -148,6 +143,7 @@ class AnnotationWidget(QWidget):
 
         if self.session is not None:
             self._flush()
+            self.io.forget()
             self.layers.clear()
         if not isinstance(project, Project):
             project = Project.open(Path(project))
@@ -217,16 +213,22 @@ class AnnotationWidget(QWidget):
         if self.session is None or image_id is None:
             return
         self._flush(wait=False)
-        if self.saver.pending():
-            self.saver.flush()  # the store must hold what we are about to read back
-        view = self.session.load(image_id)
+        view = self.io.load(image_id)  # ordered after the save just queued
         self.current = image_id
         self.layers.show(view)
-        self._watch_corrections()
+        self.editor.attach(self.session, self.layers.corrections, image_id)
         self.review.set_stages([s for s in MASK_STAGES if s in view.masks], STAGE_TITLES)
         self.nav.select(image_id)
-        self.review.status.setText(f"{image_id}: {view.status}")
+        self.review.status.setText(f"{image_id}: {self.session.status(image_id)}")
         self.image_shown.emit(image_id)
+        self._prefetch()
+
+    def _prefetch(self) -> None:
+        ids, cur = self._visible_ids(), self.current
+        for target in (self.session.step(cur, 1, ids), self.session.step(cur, -1, ids),
+                       self.session.next_unreviewed(cur, ids)):
+            if target is not None and target != cur:
+                self.io.prefetch(target)
 
     def _step(self, offset: int) -> None:
         target = self.session.step(self.current, offset, self._visible_ids()) if self.session else None
@@ -253,64 +255,18 @@ class AnnotationWidget(QWidget):
             self.layers.set_heatmap_visible(c, visible)
 
     # ------------------------------------------------------------------ corrections
-    def _watch_corrections(self) -> None:
-        layer = self.layers.corrections
-        if getattr(self, "_watched", None) is not layer:
-            layer.events.paint.connect(self._on_paint)
-            layer.events.set_data.connect(self._on_set_data)
-            self._watched = layer
-        self._history_sig = self._signature()
-
-    def _signature(self) -> tuple[int, int]:
-        layer = self.layers.corrections
-        return (len(layer._undo_history), len(layer._redo_history))
-
-    def _on_paint(self, event=None) -> None:
-        self._history_sig = self._signature()
-        self._edited()
-
-    def _on_set_data(self, event=None) -> None:
-        # Undo / redo change the data without a paint event; spot them by the history.
-        sig = self._signature()
-        if sig != self._history_sig:
-            self._history_sig = sig
-            self._edited()
-
-    def _edited(self) -> None:
-        if self.current is None:
-            return
-        if self._applying is None:
-            self.session.mark_corrected(self.current)
-            self._status_changed(self.current)
-        if not self._save_timer.isActive():
-            self._save_timer.start()
-
     def _write(self, image_id: str, data: np.ndarray) -> None:
         self.session.save_corrections(image_id, data)
 
-    def save_now(self) -> None:
-        """Queue a write of the current corrections (what the debounce timer calls)."""
-        self._save_timer.stop()
-        if self.current is not None and self.layers is not None and self.layers.corrections is not None:
-            self.saver.submit(self.current, self.layers.corrections.data)
+    def _read(self, image_id: str):
+        return self.session.load(image_id)
 
     def _flush(self, wait: bool = True) -> None:
-        if self._save_timer.isActive():
-            self.save_now()
-        if wait:
-            self.saver.flush()
+        self.editor.flush(wait=wait)
 
-    def _apply(self, new: np.ndarray, what: str) -> None:
-        """Put new layer values in the corrections as one undoable edit."""
-        layer = self.layers.corrections
-        changed = np.nonzero(layer.data != new)
-        self._applying = what
-        try:
-            if changed[0].size:
-                layer.data_setitem(changed, new[changed])
-        finally:
-            self._applying = None
-        self.save_now()
+    def save_now(self) -> None:
+        """Queue a write of the current corrections now."""
+        self.editor.save_now()
 
     def accept(self, stage: str | None = None, *, only_unpainted: bool | None = None) -> None:
         """Copy a proposal into the corrections; status ``accepted``."""
@@ -322,18 +278,12 @@ class AnnotationWidget(QWidget):
             return
         if only_unpainted is None:
             only_unpainted = self.review.only_unpainted.isChecked()
-        new = self.session.accept(self.current, self.layers.corrections.data, stage,
-                                  only_unpainted=only_unpainted)
-        self._apply(new, "accepted")
-        self._status_changed(self.current)
+        self.editor.accept(stage, only_unpainted=only_unpainted)
 
     def reset(self) -> None:
         """Clear the corrections of the current image (undoable)."""
-        if self.current is None:
-            return
-        self._apply(np.zeros_like(self.layers.corrections.data), "reset")
-        self.session.reset(self.current)
-        self._status_changed(self.current)
+        if self.current is not None:
+            self.editor.reset()
 
     def skip(self) -> None:
         """Mark the current image skipped and go to the next unreviewed one."""
@@ -344,19 +294,17 @@ class AnnotationWidget(QWidget):
         self.next_unreviewed()
 
     def use_ignore_brush(self) -> None:
-        layer = self.layers.corrections if self.layers else None
-        if layer is not None:
-            layer.selected_label = IGNORE_VALUE
-            layer.mode = "paint"
-            self.viewer.layers.selection.active = layer
+        if self.current is not None:
+            self.editor.use_ignore_brush()
+            self.viewer.layers.selection.active = self.layers.corrections
 
     def undo(self) -> None:
-        if self.layers is not None and self.layers.corrections is not None:
-            self.layers.corrections.undo()
+        if self.current is not None:
+            self.editor.undo()
 
     def redo(self) -> None:
-        if self.layers is not None and self.layers.corrections is not None:
-            self.layers.corrections.redo()
+        if self.current is not None:
+            self.editor.redo()
 
     # ------------------------------------------------------------------ proposals
     def recompute(self):
@@ -386,9 +334,11 @@ class AnnotationWidget(QWidget):
         self.proposal_controls.set_busy(False)
 
     def _proposals_done(self, image_id: str) -> None:
+        self.io.forget(image_id)
+        self.session.refresh_status(image_id)
         self._status_changed(image_id)
         if image_id == self.current:
-            view = self.session.load(image_id)
+            view = self.io.load(image_id)
             self.layers.show_proposals(view)
             self.review.set_stages([s for s in MASK_STAGES if s in view.masks], STAGE_TITLES)
         self.proposals_ready.emit(image_id)
@@ -436,27 +386,22 @@ class AnnotationWidget(QWidget):
             return
         self._closed = True
         if self.worker is not None:
-            self.worker.quit()
-            self.worker.await_workers(msecs=10000) if hasattr(self.worker, "await_workers") else None
-        self._flush(wait=False)
-        self.saver.close()
+            self.worker.quit()  # stops at its next step, before saving
+        self.editor.detach()  # queues the last save
+        self.io.close()  # waits for it
         self.retrainer.cancel()
-        for key in getattr(self, "_bound", []):
+        for key in self._bound:
             self.viewer.bind_key(key, None)
         self._bound = []
         self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         self.viewer.layers.events.removing.disconnect(self._on_layer_removing)
-        layer = getattr(self, "_watched", None)
-        if layer is not None:
-            layer.events.paint.disconnect(self._on_paint)
-            layer.events.set_data.disconnect(self._on_set_data)
-            self._watched = None
 
     def closeEvent(self, event) -> None:
         self.cleanup()
         super().closeEvent(event)
 
     def hideEvent(self, event) -> None:
-        # napari hides dock widgets when the viewer closes: save then, too.
-        self._flush(wait=True) if not self._closed else None
+        # The dock closed or the viewer is going: do not leave a save waiting.
+        if not self._closed:
+            self._flush(wait=False)
         super().hideEvent(event)

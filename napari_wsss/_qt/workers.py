@@ -2,9 +2,10 @@
 
 `proposal_worker` wraps `proposal_job` in a napari ``thread_worker``; its yields are
 ``(step, total, text)`` progress triples, and quitting it between steps cancels the job
-before anything is saved. `Saver` writes corrections in one background thread so that
-writes to the same image land in the order they were made (a pool of independent
-workers could reorder two saves of one image and keep the older one).
+before anything is saved. `BackgroundIO` writes corrections and reads images ahead in
+one background thread, so that operations on one image happen in the order they were
+asked for (a pool of independent workers could reorder two saves of one image and keep
+the older one, or read an image before its last save landed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable
 import numpy as np
 from napari.qt.threading import GeneratorWorker, thread_worker
 
-__all__ = ["proposal_job", "proposal_worker", "run_in_worker", "Saver"]
+__all__ = ["proposal_job", "proposal_worker", "run_in_worker", "BackgroundIO"]
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +56,34 @@ def run_in_worker(func: Callable, *args, **kwargs):
     return thread_worker(func, start_thread=False)(*args, **kwargs)
 
 
-class Saver:
-    """Ordered background writes of corrections.
+class BackgroundIO:
+    """Ordered background reads and writes of the project, on one thread.
+
+    Corrections are written here (never on the GUI thread), and the next images are
+    read ahead here. One thread keeps them ordered: a read queued after a write of the
+    same image sees that write, which a pool of independent workers would not promise.
 
     Parameters
     ----------
     write : callable
-        ``write(image_id, layer_data)``; runs in the saver's thread.
+        ``write(image_id, layer_data)``.
+    read : callable
+        ``read(image_id) -> view``.
     on_error : callable or None
-        Called (in the saver's thread) with ``(image_id, exception)`` when a write fails.
+        Called (in the I/O thread) with ``(image_id, exception)`` when a write fails.
     """
 
-    def __init__(self, write: Callable[[str, np.ndarray], None], *, on_error=None):
+    def __init__(self, write: Callable, read: Callable, *, on_error=None, cache_size: int = 4):
         self._write = write
+        self._read = read
         self._on_error = on_error
-        self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsss-save")
-        self._futures: list[cf.Future] = []
+        self._pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsss-io")
+        self._writes: list[cf.Future] = []
+        self._reads: dict[str, cf.Future] = {}
+        self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def _run(self, image_id: str, data: np.ndarray) -> None:
+    def _run_write(self, image_id: str, data: np.ndarray) -> None:
         try:
             self._write(image_id, data)
         except Exception as exc:  # reported, never lost silently
@@ -82,23 +92,52 @@ class Saver:
                 self._on_error(image_id, exc)
             raise
 
-    def submit(self, image_id: str, data: np.ndarray) -> cf.Future:
+    def save(self, image_id: str, data: np.ndarray) -> cf.Future:
         """Queue a write of a copy of ``data`` (the layer keeps changing)."""
-        fut = self._pool.submit(self._run, image_id, np.array(data, copy=True))
+        fut = self._pool.submit(self._run_write, image_id, np.array(data, copy=True))
         with self._lock:
-            self._futures = [f for f in self._futures if not f.done()] + [fut]
+            self._writes = [f for f in self._writes if not f.done()] + [fut]
+            self._reads.pop(image_id, None)  # a read-ahead of this image is now stale
         return fut
 
-    def pending(self) -> int:
+    def prefetch(self, image_id: str) -> None:
+        """Queue a read-ahead of ``image_id`` (kept for the next `load`)."""
         with self._lock:
-            return sum(not f.done() for f in self._futures)
+            if image_id in self._reads:
+                return
+            self._reads[image_id] = self._pool.submit(self._read, image_id)
+            while len(self._reads) > self._cache_size:
+                old = next(iter(self._reads))
+                self._reads.pop(old).cancel()
+
+    def load(self, image_id: str):
+        """The view of ``image_id``: read ahead, or read now after every queued write."""
+        with self._lock:
+            fut = self._reads.pop(image_id, None)
+        if fut is None or fut.cancelled():
+            fut = self._pool.submit(self._read, image_id)
+        return fut.result()
+
+    def forget(self, image_id: str | None = None) -> None:
+        """Drop read-aheads of one image (or all): the store changed under them."""
+        with self._lock:
+            for key in [image_id] if image_id is not None else list(self._reads):
+                fut = self._reads.pop(key, None)
+                if fut is not None:
+                    fut.cancel()
+
+    def pending(self) -> int:
+        """Writes not finished yet."""
+        with self._lock:
+            return sum(not f.done() for f in self._writes)
 
     def flush(self, timeout: float | None = 30.0) -> None:
         """Wait until every queued write has finished."""
         with self._lock:
-            futs = list(self._futures)
+            futs = list(self._writes)
         cf.wait(futs, timeout=timeout)
 
     def close(self) -> None:
-        """Finish queued writes and stop the thread."""
+        """Finish queued writes, drop read-aheads and stop the thread."""
+        self.forget()
         self._pool.shutdown(wait=True)

@@ -1,0 +1,158 @@
+"""Annotation panel latency: image switches with proposals stored, and one proposal run.
+
+Builds a throw-away project of 512 x 512 images (MSRC-v2 photos resized, or seeded
+synthetic images when the dataset is absent) with CAMs, CAM/CRF/RW masks and partial
+corrections already stored, opens it in a real napari window with the panel docked, and
+times ``AnnotationWidget.show_image`` plus the Qt event processing that draws the
+result (save of the previous image included), over ``--switches`` switches. Then
+builds the default pipeline (ImageNet backbone, no trained model) and times the
+proposals for one 512 px image on this machine's device.
+
+Run under a display, e.g.::
+
+    xvfb-run -a -s '-screen 0 1600x1000x24' python bench/gui.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MSRC = Path(os.environ.get("WSSS_MSRC", "/work/shared/datasets/msrc_v2"))
+
+
+def _images(n: int, size: int, rng):
+    """(image_id, image (size, size, 3) uint8, labels, mask) tuples."""
+    from skimage.transform import resize
+
+    if (MSRC / "image_labels.csv").exists():
+        import csv
+
+        with open(MSRC / "image_labels.csv") as fh:
+            rows = list(csv.reader(fh))
+        header, rows = rows[0][1:], rows[1:]
+        for row in rows[:n]:
+            from skimage.io import imread
+
+            img = imread(MSRC / "images" / f"{row[0]}.png")[..., :3]
+            mask = imread(MSRC / "masks" / f"{row[0]}.png")
+            img = (resize(img, (size, size), preserve_range=True, anti_aliasing=True)).astype(np.uint8)
+            mask = resize(mask, (size, size), order=0, preserve_range=True, anti_aliasing=False)
+            labels = [k for k, v in enumerate(row[1:]) if v == "1"]
+            yield row[0], img, labels, mask.astype(np.uint8), header
+        return
+    header = [f"class{k}" for k in range(5)]
+    for i in range(n):
+        img = rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)
+        labels = sorted(rng.choice(5, size=2, replace=False).tolist())
+        mask = np.where(np.arange(size)[None, :] < size // 2, labels[0], labels[1]).astype(np.uint8)
+        yield f"img{i:03d}", img, labels, np.broadcast_to(mask, (size, size)).copy(), header
+
+
+def build_project(path: Path, n: int, size: int):
+    from napari_wsss.store import Project
+
+    rng = np.random.default_rng(0)
+    items = list(_images(n, size, rng))
+    project = Project.create(path, items[0][4], background=False)
+    for image_id, img, labels, mask, _ in items:
+        project.add_image(image_id, img, labels)
+        k = len(labels)
+        cams = rng.random((k, size, size), dtype=np.float32)
+        project.write_cams(image_id, "gradcam", cams, labels, model_version="imagenet:bench")
+        for stage in ("cam", "crf", "rw"):
+            project.write_mask(image_id, stage, mask, model_version="imagenet:bench")
+        corr = np.full((size, size), 255, np.uint8)
+        corr[: size // 8, : size // 8] = labels[0]
+        project.write_corrections(image_id, corr)
+        project.set_status(image_id, "prelabelled")
+    return project
+
+
+def bench_switch(project, switches: int) -> list[float]:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_wsss._qt import AnnotationWidget
+
+    viewer = napari.Viewer(show=True)
+    widget = AnnotationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="WSSS annotation panel")
+    widget.open_project(project.path)
+    app = QApplication.instance()
+    ids = project.image_ids()
+    for _ in range(3):  # warm-up: first creation of every layer kind, shader compilation
+        widget.next_image()
+        app.processEvents()
+    times = []
+    for k in range(switches):
+        target = ids[(k + 5) % len(ids)]
+        # a stroke on the current image, so each switch also queues a save
+        widget.layers.corrections.paint((5, 5), 1)
+        t0 = time.perf_counter()
+        widget.show_image(target)
+        app.processEvents()
+        times.append(time.perf_counter() - t0)
+    viewer.close()
+    return times
+
+
+def bench_proposals(project, repeats: int) -> tuple[float, list[float], str]:
+    import torch
+
+    from napari_wsss.pipeline import Pipeline
+
+    t0 = time.perf_counter()
+    pipe = Pipeline.from_project(project)
+    load = time.perf_counter() - t0
+    image_id = project.image_ids()[0]
+    image, labels = project.image(image_id), project.image_labels(image_id)
+    pipe.run(image, labels)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        pipe.run(image, labels)
+        times.append(time.perf_counter() - t0)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    return load, times, f"{dev}, torch threads {torch.get_num_threads()}"
+
+
+def _pct(values, q):
+    return float(np.percentile(np.asarray(values), q))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=12)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--switches", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=3, help="timed proposal runs")
+    ap.add_argument("--skip-proposals", action="store_true")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        project = build_project(Path(tmp) / "bench.zarr", args.images, args.size)
+        print(f"project: {args.images} images of {args.size} px, built in {time.perf_counter() - t0:.1f} s")
+        times = bench_switch(project, args.switches)
+        ms = [1000 * t for t in times]
+        print(f"image switch ({len(ms)} switches, proposals stored, a stroke saved each time): "
+              f"median {statistics.median(ms):.1f} ms, p95 {_pct(ms, 95):.1f} ms, max {max(ms):.1f} ms "
+              f"(target p95 < 100 ms: {'met' if _pct(ms, 95) < 100 else 'NOT met'})")
+        if not args.skip_proposals:
+            load, runs, dev = bench_proposals(project, args.repeats)
+            print(f"proposals for one {args.size} px image ({dev}): model load {load:.2f} s, "
+                  f"run median {statistics.median(runs):.2f} s over {len(runs)} runs "
+                  f"(min {min(runs):.2f}, max {max(runs):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
