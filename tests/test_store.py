@@ -282,3 +282,21 @@ def test_missing_array_is_reported_not_returned_as_fill(project):
         fresh.read_mask("img0", "crf")
     with pytest.raises(FileNotFoundError, match="project is damaged"):
         project.read_mask("img0", "crf")  # also with a cached array handle
+
+
+def test_arrays_written_by_other_zarr_settings_are_read_through_zarr(project, rng):
+    """Arrays the fast chunk decoder does not handle (other codecs, several chunks)."""
+    from numcodecs import GZip  # noqa: F401  (zarr's gzip codec wraps it)
+
+    from napari_wsss.store._nodes import NodeStore
+
+    data = rng.integers(0, 4, (20, 30)).astype(np.uint8)
+    for name, kw in [("gz", {"compressors": zarr.codecs.GzipCodec()}), ("tiled", {"chunks": (8, 8)})]:
+        arr = zarr.create_array(str(project.path), name=f"images/img0/{name}", shape=data.shape,
+                                dtype=np.uint8, fill_value=255, attributes={"napari_wsss": {"k": 1}},
+                                **kw)
+        arr[...] = data
+        nodes = NodeStore(project.path, read_only=True)
+        assert not nodes._array_meta(f"images/img0/{name}").fast
+        got, attrs = nodes.read_array(f"images/img0/{name}")
+        assert np.array_equal(got, data) and attrs == {"k": 1}
