@@ -1,0 +1,8 @@
+"""``python -m trainer PROJECT --stage ...`` (what torchrun launches)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

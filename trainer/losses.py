@@ -1,0 +1,201 @@
+"""Classifier-stage losses: multi-label BCE, CAM pixel guidance, Puzzle-CAM, KUR.
+
+Every loss is a mean over the images of the batch of a per-image value, so a DDP run
+(which averages gradients over processes) optimises exactly what a single process with
+the same global batch optimises.
+
+References
+----------
+- Puzzle-CAM: S. Jo, I.-J. Yu, "Puzzle-CAM: Improved localization via matching partial
+  and full features", ICIP 2021. ``L = L_cls(Y^, Y) + L_p-cls(Y^_re, Y) + a * L_re``,
+  ``L_re = || A_s - A_re ||_1`` on the CAMs of the image's classes; the authors' code
+  averages over all elements and ramps ``a`` linearly over the first half of training.
+- Model guidance: X. Yu et al., "Model Guidance via Explanations Turns Image Classifiers
+  into Segmentation Models", 2024: segmentation losses on differentiable heatmaps with few
+  pixel labels. Here: cross-entropy of upsampled CAMs over the image's classes at labelled
+  pixels.
+- Kernel Usage Regularisation (L. David et al., P-NOC code ``Conv2dKU``): the head
+  weight ``W`` (classes x kernels) is used as ``alpha * W * softmax_c(W)``, the softmax
+  over classes, so each kernel is softly assigned to few classes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .data import IGNORE
+
+__all__ = [
+    "multilabel_bce",
+    "cam_pixel_loss",
+    "tile_images",
+    "merge_tiles",
+    "puzzle_losses",
+    "KernelUsage",
+    "apply_kernel_usage",
+    "ClassifierLoss",
+]
+
+
+def multilabel_bce(logits: torch.Tensor, targets: torch.Tensor, class_mask: torch.Tensor):
+    """Binary cross-entropy per class, averaged over trained classes, then over images.
+
+    Parameters
+    ----------
+    logits, targets : Tensor, shape (B, C)
+    class_mask : Tensor, shape (C,), bool
+        Classes that are trained (the background column is False).
+    """
+    per = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+    m = class_mask.to(per.dtype)
+    return ((per * m).sum(1) / m.sum()).mean()
+
+
+def cam_pixel_loss(
+    cams: torch.Tensor,
+    mask: torch.Tensor,
+    allowed: torch.Tensor,
+    *,
+    background: int | None = None,
+    background_logit: float = 0.0,
+) -> torch.Tensor:
+    """Cross-entropy of upsampled CAMs over each image's classes at labelled pixels.
+
+    Parameters
+    ----------
+    cams : Tensor, shape (B, C, h, w)
+        Differentiable CAMs (per-pixel logits; their spatial mean is the image logit).
+    mask : Tensor, shape (B, H, W), int
+        Pixel labels, ``255`` = unlabeled.
+    allowed : Tensor, shape (B, C), bool
+        Classes competing at the pixels of each image (its labels).
+    background : int or None
+        Background class index; its (untrained) CAM is replaced by the constant
+        ``background_logit``, i.e. a pixel is background when no class scores above it.
+
+    Returns
+    -------
+    Tensor, scalar
+        Sum over images of the mean CE over the image's labelled pixels, divided by B
+        (images without labelled pixels add 0).
+    """
+    b, c = cams.shape[:2]
+    logits = F.interpolate(cams.float(), size=mask.shape[-2:], mode="bilinear", align_corners=False)
+    allowed = allowed.clone()
+    if background is not None:
+        allowed[:, background] = True
+        is_bg = torch.zeros(c, dtype=torch.bool, device=cams.device)
+        is_bg[background] = True
+        logits = torch.where(is_bg.view(1, c, 1, 1), logits.new_tensor(background_logit), logits)
+    logits = logits.masked_fill(~allowed.view(b, c, 1, 1), -1e4)
+    ce = F.cross_entropy(logits, mask.long(), ignore_index=IGNORE, reduction="none")
+    labelled = (mask != IGNORE).flatten(1).sum(1)
+    per_image = ce.flatten(1).sum(1) / labelled.clamp(min=1)
+    return per_image.sum() / b
+
+
+def tile_images(x: torch.Tensor, pieces: int) -> torch.Tensor:
+    """Split ``(B, C, H, W)`` into ``pieces`` tiles stacked on the batch axis, row-major:
+    tile ``t`` of image ``b`` is at index ``t * B + b``."""
+    n = math.isqrt(pieces)
+    h, w = x.shape[-2] // n, x.shape[-1] // n
+    return torch.cat([x[..., i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(n) for j in range(n)])
+
+
+def merge_tiles(t: torch.Tensor, pieces: int, batch: int) -> torch.Tensor:
+    """Inverse of :func:`tile_images`: ``(pieces * B, C, h, w) -> (B, C, n h, n w)``."""
+    n = math.isqrt(pieces)
+    parts = t.split(batch)
+    rows = [torch.cat(parts[i * n:(i + 1) * n], dim=3) for i in range(n)]
+    return torch.cat(rows, dim=2)
+
+
+def puzzle_losses(cams, merged_cams, targets, class_mask):
+    """Puzzle-CAM's two extra terms.
+
+    Returns
+    -------
+    p_cls : Tensor
+        BCE of the spatial mean of the merged tile CAMs (the tile classifier).
+    re : Tensor
+        ``mean(|A_s - A_re| * y)`` over all elements, ``y`` the image's trained labels.
+    """
+    p_cls = multilabel_bce(merged_cams.float().mean((2, 3)), targets, class_mask)
+    y = (targets * class_mask.to(targets.dtype))[:, :, None, None]
+    re = ((cams.float() - merged_cams.float()).abs() * y).mean()
+    return p_cls, re
+
+
+class KernelUsage(nn.Module):
+    """Parametrisation ``W -> alpha * W * softmax(W, dim=0)`` over the given class rows."""
+
+    def __init__(self, alpha: float = 1.0, rows: list[int] | None = None):
+        super().__init__()
+        self.alpha = alpha
+        self.rows = None if rows is None else list(rows)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.rows is None:
+            return self.alpha * w * torch.softmax(w, dim=0)
+        idx = torch.as_tensor(self.rows, device=w.device)
+        sub = w.index_select(0, idx)
+        return w.index_copy(0, idx, self.alpha * sub * torch.softmax(sub, dim=0))
+
+
+def apply_kernel_usage(head: nn.Conv2d, *, alpha: float = 1.0, background: int | None = None):
+    """Register KUR on a classifier head; the background row (if any) is left out."""
+    rows = None
+    if background is not None:
+        rows = [i for i in range(head.out_channels) if i != background]
+    parametrize.register_parametrization(head, "weight", KernelUsage(alpha, rows))
+    return head
+
+
+class ClassifierLoss:
+    """``bce + pixel_weight * pixel + [p_cls + alpha(t) * re]`` (Puzzle-CAM when enabled).
+
+    Outputs (from :class:`trainer.classifier.ClassifierModule`): ``"logits"`` (B, C),
+    ``"cams"`` (B, C, h, w), ``"merged_cams"`` with Puzzle-CAM. Batch: ``"labels"`` (B, C)
+    multi-hot, ``"mask"`` (B, H, W) pixel labels, ``"has_pixels"`` (B,) bool (batches
+    without any corrected image skip the pixel term).
+    """
+
+    def __init__(self, num_classes: int, *, background: int | None = None,
+                 pixel_weight: float = 0.1, puzzle_alpha: float = 0.0, puzzle_warmup: float = 0.5):
+        self.background = background
+        mask = torch.ones(num_classes, dtype=torch.bool)
+        if background is not None:
+            mask[background] = False
+        self.class_mask = mask
+        self.pixel_weight = pixel_weight
+        self.puzzle_alpha = puzzle_alpha
+        self.puzzle_warmup = puzzle_warmup
+        self.alpha = puzzle_alpha if puzzle_warmup == 0 else 0.0
+
+    def set_step(self, step: int, total_steps: int) -> None:
+        """Ramp the reconstruction weight: ``min(alpha * t / (T * warmup), alpha)``."""
+        if self.puzzle_warmup > 0:
+            ramp = step / max(total_steps * self.puzzle_warmup, 1e-12)
+            self.alpha = min(self.puzzle_alpha * ramp, self.puzzle_alpha)
+
+    def __call__(self, outputs: dict, batch: dict):
+        labels = batch["labels"]
+        cm = self.class_mask.to(labels.device)
+        loss = bce = multilabel_bce(outputs["logits"], labels, cm)
+        parts = {"bce": bce.detach()}
+        has_pixels = batch.get("has_pixels")
+        if self.pixel_weight > 0 and has_pixels is not None and bool(has_pixels.any()):
+            allowed = labels > 0.5
+            pix = cam_pixel_loss(outputs["cams"], batch["mask"], allowed, background=self.background)
+            loss = loss + self.pixel_weight * pix
+            parts["pixel"] = pix.detach()
+        if "merged_cams" in outputs:
+            p_cls, re = puzzle_losses(outputs["cams"], outputs["merged_cams"], labels, cm)
+            loss = loss + p_cls + self.alpha * re
+            parts.update(p_cls=p_cls.detach(), re=re.detach(), alpha=self.alpha)
+        return loss, parts

@@ -1,0 +1,298 @@
+"""Run a stage end to end: the one place that wires data, model, optimiser, DDP and checkpoints.
+
+``fit(source, stage, config, checkpoints=...)`` trains any stage on any source;
+``train(project_path, stage, config)`` is the entry point the CLI and the napari plugin
+use (``stage="all"`` trains classifier, then segmenter, regenerating pseudo-masks between).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from .checkpoint import check_classes, read_checkpoint
+from .config import TrainConfig, config_to_dict, save_config
+from .data import EpochSampler, split_ids
+from .distributed import Runtime, setup_runtime, teardown
+from .loop import ProgressLogger, evaluate, train_one_epoch
+from .stage import Stage, open_project
+
+__all__ = ["fit", "train", "FitResult", "STAGES", "build_stage", "make_scheduler"]
+
+STAGES = ("classifier", "affinity", "segmenter")
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit` (on this process)."""
+
+    stage: str
+    version: str | None = None
+    epoch: int = 0
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    stopped: bool = False
+    log_dir: str | None = None
+
+
+def build_stage(source, name: str, config: TrainConfig, train_ids, val_ids) -> Stage:
+    """Dispatch to the stage builders; an unknown stage lists the valid ones."""
+    scfg = config.stage(name)
+    if name == "classifier":
+        from .classifier import build_classifier_stage
+
+        return build_classifier_stage(source, scfg, train_ids, val_ids, seed=config.seed)
+    if name == "segmenter":
+        from .segmenter import build_segmenter_stage
+
+        return build_segmenter_stage(source, scfg, train_ids, val_ids, seed=config.seed)
+    raise NotImplementedError(
+        f"stage {name!r} has no trainer yet (napari_wsss.models.affinity pending); "
+        f"trainable stages: classifier, segmenter"
+    )
+
+
+def make_scheduler(optimizer, scfg, total_steps: int):
+    """Per-step LambdaLR: linear warm-up, then ``poly`` / ``cosine`` / ``constant``."""
+    warm = scfg.warmup_steps
+    kind = scfg.scheduler
+    if kind not in ("poly", "cosine", "constant"):
+        raise ValueError(f"unknown scheduler {kind!r}; valid: constant, cosine, poly")
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min((step - warm) / max(total_steps - warm, 1), 1.0)
+        if kind == "poly":
+            return (1.0 - t) ** scfg.poly_power
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _make_optimizer(groups: list[dict], scfg):
+    groups = [
+        {"params": g["params"], "lr": scfg.lr * g["lr_mult"], "lr_mult": g["lr_mult"]}
+        for g in groups if g["params"]
+    ]
+    if scfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=scfg.lr, momentum=scfg.momentum, weight_decay=scfg.weight_decay)
+    if scfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=scfg.lr, weight_decay=scfg.weight_decay)
+    raise ValueError(f"unknown optimizer {scfg.optimizer!r}; valid: adamw, sgd")
+
+
+def _state(st: Stage, opt, sched, scaler, config, *, epoch, step, batch_in_epoch) -> dict:
+    state = dict(
+        model=st.model.state_dict(), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+        scaler=scaler.state_dict(), epoch=epoch, step=step, batch_in_epoch=batch_in_epoch,
+        config=config_to_dict(config), classes=list(st.classes), background=st.background,
+        backbone=st.backbone, stage=st.name, rng=torch.get_rng_state(),
+    )
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _default_log_dir(source, stage: str) -> Path:
+    root = Path(getattr(source, "path", ".")) if getattr(source, "path", None) else Path(".")
+    if not root.is_dir():
+        root = Path(".")
+    return root / "runs" / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def fit(source, stage: str, config: TrainConfig | None = None, *, checkpoints,
+        log_dir: str | Path | None = None, stream=None, runtime: Runtime | None = None) -> FitResult:
+    """Train ``stage`` on ``source``, checkpointing through ``checkpoints``.
+
+    Parameters
+    ----------
+    source : Source
+        A ``Project`` or :class:`trainer.data.MemorySource`.
+    stage : {"classifier", "segmenter"}
+    config : TrainConfig
+    checkpoints : object
+        With ``save_checkpoint(stage, state) -> version`` and ``latest_checkpoint(stage)``
+        (a ``Project`` or :class:`trainer.checkpoint.DirectoryCheckpoints`).
+    log_dir : path, optional
+        TensorBoard events + ``config.yaml`` (rank 0).
+    stream : text stream, optional
+        Where JSON progress lines go (default stdout; rank 0 only).
+    runtime : Runtime, optional
+        Reuse a runtime (``train(..., "all")``); default: set one up and tear it down.
+    """
+    config = config or TrainConfig()
+    scfg = config.stage(stage)
+    own_runtime = runtime is None
+    rt = runtime or setup_runtime(config.device, amp=config.amp)
+    try:
+        return _fit(source, stage, config, scfg, rt, checkpoints, log_dir, stream)
+    finally:
+        if own_runtime:
+            teardown(rt)
+
+
+def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream) -> FitResult:
+    torch.manual_seed(config.seed)
+    train_ids, val_ids = split_ids(source.image_ids(), scfg.val_fraction)
+    st = build_stage(source, stage, config, train_ids, val_ids)
+    st.model.to(rt.device)
+    if config.channels_last:
+        st.model.to(memory_format=torch.channels_last)
+    opt = _make_optimizer(st.param_groups, scfg)
+
+    if scfg.batch_size % rt.world_size:
+        raise ValueError(f"batch_size {scfg.batch_size} is not divisible by {rt.world_size} processes")
+    n = len(st.train_set)
+    per_rank = min(scfg.batch_size // rt.world_size, max(1, n // rt.world_size))
+    sampler = EpochSampler(n, num_replicas=rt.world_size, rank=rt.rank, seed=config.seed)
+    loader = DataLoader(
+        st.train_set, batch_size=per_rank, sampler=sampler, drop_last=True,
+        num_workers=config.num_workers, pin_memory=config.pin_memory and rt.device.type == "cuda",
+        persistent_workers=config.num_workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    steps_per_epoch = len(loader)
+    total = scfg.epochs * steps_per_epoch
+    sched = make_scheduler(opt, scfg, total)
+    scaler = rt.make_scaler()
+
+    epoch, step, skip = 0, 0, 0
+    if config.resume:
+        path = checkpoints.latest_checkpoint(stage)
+        if path is not None:
+            state = read_checkpoint(path, stage=stage, map_location=rt.device)
+            check_classes(state, st.classes, path=path, what=f"project {getattr(source, 'path', '')}")
+            st.model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["rng"].cpu())
+            if "cuda_rng" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+            epoch, step, skip = state["epoch"], state["step"], state.get("batch_in_epoch", 0)
+
+    module = st.module
+    if rt.distributed:
+        ids = [rt.device.index] if rt.device.type == "cuda" else None
+        module = DistributedDataParallel(module, device_ids=ids)
+    if config.compile:
+        module = torch.compile(module)
+
+    writer, run_dir = None, None
+    if rt.is_main:
+        run_dir = Path(log_dir) if log_dir is not None else (
+            Path(config.log_dir) if config.log_dir else _default_log_dir(source, stage))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir))
+    logger = ProgressLogger(stage, total, epochs=scfg.epochs, writer=writer, stream=stream,
+                            every=config.log_every, enabled=rt.is_main)
+    result = FitResult(stage, epoch=epoch, step=step, log_dir=str(run_dir) if run_dir else None)
+    logger.emit("start", epoch=epoch, epochs=scfg.epochs, step=step, steps=total,
+                images=n, world_size=rt.world_size, device=str(rt.device), log_dir=result.log_dir)
+
+    def save(ep, stp, in_epoch):
+        if rt.is_main:
+            result.version = checkpoints.save_checkpoint(
+                stage, _state(st, opt, sched, scaler, config, epoch=ep, step=stp, batch_in_epoch=in_epoch))
+            logger.emit("checkpoint", version=result.version, epoch=ep, step=stp)
+        rt.barrier()
+
+    try:
+        while epoch < scfg.epochs:
+            sampler.set_epoch(epoch, skip=skip * per_rank)
+            start_step = step - skip
+
+            def on_step(s, _ep=epoch, _start=start_step):
+                every = config.checkpoint_every
+                if every and s % every == 0 and s - _start < steps_per_epoch:
+                    save(_ep, s, s - _start)
+
+            r = train_one_epoch(
+                module, loader, st.loss_fn, opt, sched, device=rt.device, epoch=epoch, step=step,
+                total_steps=total, scaler=scaler, amp_dtype=rt.amp_dtype,
+                channels_last=config.channels_last, grad_clip=scfg.grad_clip,
+                max_steps=config.max_steps, logger=logger, on_step=on_step,
+            )
+            if r.stopped and not r.steps:  # max_steps already reached
+                result.stopped = True
+                break
+            step += r.steps
+            result.losses.extend(r.losses)
+            done = step - start_step
+            if done < steps_per_epoch:  # interrupted by max_steps: resumable mid-epoch
+                save(epoch, step, done)
+                result.stopped = True
+                break
+            epoch, skip = epoch + 1, 0
+            if st.val_set is not None and rt.is_main:
+                result.metrics = _validate(st, config, rt)
+                logger.emit("eval", epoch=epoch, step=step, **result.metrics)
+                logger.scalars("val", result.metrics, step)
+            save(epoch, step, 0)
+            if r.stopped:
+                result.stopped = epoch < scfg.epochs
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+    result.epoch, result.step = epoch, step
+    logger.emit("done", epoch=epoch, step=step, version=result.version, stopped=result.stopped)
+    return result
+
+
+def _validate(st: Stage, config: TrainConfig, rt: Runtime) -> dict:
+    scfg = config.stage(st.name)
+    loader = DataLoader(st.val_set, batch_size=scfg.batch_size, num_workers=config.num_workers)
+    return evaluate(st.module, loader, st.metric(), device=rt.device, amp_dtype=rt.amp_dtype,
+                    channels_last=config.channels_last)
+
+
+def train(project_path, stage: str = "classifier", config: TrainConfig | None = None, *,
+          stream=None) -> dict[str, FitResult]:
+    """Train ``stage`` (or ``"all"``) on the project at ``project_path``.
+
+    Checkpoints go through ``Project.save_checkpoint``; ``stage="all"`` trains the
+    classifier, regenerates pseudo-masks with ``napari_wsss.pipeline.prelabel`` (rank 0),
+    then trains the segmenter (and AffinityNet once its trainer exists).
+    Works the same under ``torchrun`` (DDP).
+    """
+    valid = (*STAGES, "all")
+    if stage not in valid:
+        raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(valid)}")
+    config = config or TrainConfig()
+    project = open_project(project_path, "r+")
+    rt = setup_runtime(config.device, amp=config.amp)
+    results: dict[str, FitResult] = {}
+    try:
+        order = ["classifier", "segmenter"] if stage == "all" else [stage]
+        for name in order:
+            if stage == "all" and name == "segmenter":
+                _prelabel(project, rt)
+            results[name] = fit(project, name, config, checkpoints=project, stream=stream, runtime=rt)
+            if results[name].stopped:
+                break
+    finally:
+        teardown(rt)
+    return results
+
+
+def _prelabel(project, rt: Runtime) -> None:
+    """Regenerate pseudo-masks with the freshly trained classifier (rank 0 only)."""
+    if rt.is_main:
+        from napari_wsss.pipeline import prelabel
+
+        prelabel(project, force=True)
+    rt.barrier()

@@ -1,0 +1,121 @@
+"""What a stage hands the shared loop, and helpers the stages share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .checkpoint import check_classes, read_checkpoint
+
+__all__ = ["Stage", "freeze_batchnorm", "open_project", "resolve_checkpoint", "TrainingDataError"]
+
+
+class TrainingDataError(ValueError):
+    """The source has nothing this stage can learn from; the message names the project."""
+
+
+@dataclass
+class Stage:
+    """Everything stage-specific that :func:`trainer.run.fit` needs.
+
+    Attributes
+    ----------
+    name : str
+    model : nn.Module
+        The model whose ``state_dict`` goes into checkpoints (what ``load_*`` rebuilds).
+    module : nn.Module
+        The training module: ``module(images)`` returns the loss function's outputs
+        (wraps ``model``; shares its parameters).
+    loss_fn : callable
+    param_groups : list of dict
+        Optimizer parameter groups; ``"lr_mult"`` scales the stage learning rate.
+    train_set, val_set : Dataset
+        ``val_set`` may be None.
+    metric : callable
+        Returns a fresh metric (``update(outputs, batch)``, ``compute()``).
+    backbone : str
+    classes : list of str
+    background : int or None
+    """
+
+    name: str
+    model: nn.Module
+    module: nn.Module
+    loss_fn: Callable
+    param_groups: list[dict]
+    train_set: Any
+    val_set: Any
+    metric: Callable
+    backbone: str
+    classes: list[str]
+    background: int | None
+    extra: dict = field(default_factory=dict)
+
+
+def freeze_batchnorm(module: nn.Module) -> list[nn.Module]:
+    """Freeze the affine parameters of every BatchNorm in ``module``; return the layers
+    (the training module keeps them in eval mode in ``train()``)."""
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    return layers
+
+
+def open_project(path: str | Path, mode: str = "r"):
+    """``napari_wsss.store.Project.open`` (imported lazily)."""
+    from napari_wsss.store import Project
+
+    return Project.open(path, mode=mode)
+
+
+def resolve_checkpoint(project_or_checkpoint, stage: str) -> tuple[dict, Path]:
+    """Read the checkpoint of ``stage`` from a project (its latest) or a checkpoint file.
+
+    A project argument is a ``Project`` or its directory; the checkpoint's class list
+    must equal the project's. A file argument is read as is.
+    """
+    project = None
+    if isinstance(project_or_checkpoint, (str, Path)):
+        p = Path(project_or_checkpoint)
+        if p.is_dir():
+            project = open_project(p, "r")
+        elif not p.exists():
+            raise FileNotFoundError(f"no project or checkpoint file at {p}")
+        else:
+            path = p
+    else:
+        project = project_or_checkpoint
+    if project is not None:
+        path = project.latest_checkpoint(stage)
+        if path is None:
+            raise FileNotFoundError(
+                f"project {project.path} has no {stage} checkpoint; train one with "
+                f"`napari-wsss train {project.path} --stage {stage}`"
+            )
+    state = read_checkpoint(path, stage=stage)
+    if project is not None:
+        check_classes(state, project.classes, path=path, what=f"project {project.path}")
+    return state, Path(path)
+
+
+def load_weights(model: nn.Module, state_dict: dict, *, path) -> None:
+    """``load_state_dict`` whose mismatch error names the checkpoint file."""
+    try:
+        model.load_state_dict(state_dict)
+    except (RuntimeError, KeyError) as e:
+        from .checkpoint import CheckpointError
+
+        raise CheckpointError(f"checkpoint {path} does not fit the model: {e}") from e
+
+
+def pick_device(device) -> torch.device:
+    from .distributed import choose_device
+
+    if device is None:
+        return choose_device("auto")
+    return device if isinstance(device, torch.device) else choose_device(str(device))
