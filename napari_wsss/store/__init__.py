@@ -3,13 +3,14 @@
 See ``docs/store.md`` for the on-disk layout and the atomic-write protocol.
 """
 
-from ._project import Project
+from ._project import Project, image_sha1
 from ._records import ImageRecord, Info, Status
 from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError
 from ._validate import CHECKPOINT_STAGES, IGNORE, MASK_STAGES, STATUSES
 
 __all__ = [
     "Project",
+    "image_sha1",
     "Status",
     "Info",
     "ImageRecord",

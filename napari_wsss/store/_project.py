@@ -28,12 +28,13 @@ from ._validate import (
     check_method,
 )
 
-__all__ = ["Project"]
+__all__ = ["Project", "image_sha1"]
 
 _IMAGES = "images"
 
 
-def _image_sha1(img: np.ndarray) -> str:
+def image_sha1(img: np.ndarray) -> str:
+    """SHA-1 of an image's dtype, shape and pixels (as stored in ``image_info``)."""
     h = hashlib.sha1(f"{img.dtype.str}{img.shape}".encode())
     h.update(np.ascontiguousarray(img).data)
     return h.hexdigest()
@@ -207,7 +208,7 @@ class Project:
                 "id": image_id,
                 "labels": labs,
                 "source": None if source is None else str(source),
-                "sha1": _image_sha1(img),
+                "sha1": image_sha1(img),
                 "added": now,
                 "status": {"status": "new", "time": now, "model_version": None},
                 "arrays": {"image": name},
