@@ -8,13 +8,14 @@ from .affinity_labels import AffinityTargets, confident_labels, downsample_label
 from .background import BACKGROUND_METHODS, RefineResult, labels_from_scores, scores_with_background
 from .crf import crf_refine, dense_crf
 from .graph import AffinityGraph, pair_indices, pair_offsets, pairwise
-from .random_walk import colour_affinity, feature_affinity, random_walk, random_walk_refine
+from .random_walk import build_affinity, colour_affinity, feature_affinity, random_walk, random_walk_refine
 
 __all__ = [
     "AffinityGraph",
     "AffinityTargets",
     "BACKGROUND_METHODS",
     "RefineResult",
+    "build_affinity",
     "colour_affinity",
     "confident_labels",
     "crf_refine",

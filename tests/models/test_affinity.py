@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_wsss.models.affinity import AffinityNet, affinity_loss, affinity_loss_terms, pair_affinity
-from napari_wsss.refine import AffinityTargets, pair_indices, pair_targets
+from napari_wsss.refine import AffinityTargets, build_affinity, pair_indices, pair_targets
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,12 @@ def test_affinity_graph_of_one_image(net):
     assert graph.weights.shape == (len(pair_indices((6, 8), 5)[0]),)
     assert float(graph.weights.min()) > 0 and float(graph.weights.max()) <= 1
     assert net.training  # restored
+
+
+def test_build_affinity_prefers_the_model(net):
+    img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    graph = build_affinity(img, model=net, features=np.ones((4, 3, 3), np.float32))
+    assert graph.shape == (6, 8) and graph.radius == net.radius
 
 
 def test_missing_stage_stride_lists_the_available_ones():

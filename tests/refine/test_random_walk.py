@@ -4,6 +4,7 @@ import torch
 
 from napari_wsss.refine import (
     AffinityGraph,
+    build_affinity,
     colour_affinity,
     feature_affinity,
     pair_indices,
@@ -135,6 +136,18 @@ def test_walk_without_background_splits_regions_from_two_seeds_at_low_resolution
     assert res.mask.shape == (h, w) and set(np.unique(res.mask).tolist()) == {2, 7}
     assert _iou(res.mask == 7, left) > 0.9
     assert _iou(res.mask == 2, ~left) > 0.9
+
+
+def test_build_affinity_falls_back_from_features_to_colour():
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    feats = rng.normal(0, 1, (4, 3, 4)).astype(np.float32)
+    from_feats = build_affinity(img, features=feats, radius=2, device="cpu")
+    assert from_feats.shape == (3, 4)
+    torch.testing.assert_close(from_feats.weights, feature_affinity(feats, radius=2, metric="cosine").weights)
+    from_colour = build_affinity(img, shape=(6, 8), radius=3, device="cpu")
+    assert from_colour.shape == (6, 8)
+    torch.testing.assert_close(from_colour.weights, colour_affinity(img, (6, 8), radius=3, device="cpu").weights)
 
 
 def test_bad_walk_parameters_are_errors():
