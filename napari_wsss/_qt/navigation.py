@@ -51,10 +51,16 @@ class NavigationPanel(QWidget):
         self.list = QListWidget()
         self.list.itemClicked.connect(self._clicked)
         self.list.itemActivated.connect(self._clicked)
+        self.list.setMinimumHeight(80)
+        self.list.setMaximumHeight(200)
         self.counts = QLabel("")
-        self.prev_btn = QPushButton("◀ previous")
+        self.counts.setWordWrap(True)
+        self.prev_btn = QPushButton("◀ prev")
         self.next_btn = QPushButton("next ▶")
-        self.unreviewed_btn = QPushButton("next unreviewed ▶▶")
+        self.unreviewed_btn = QPushButton("unreviewed ▶▶")
+        self.prev_btn.setToolTip("Previous image in the list (Alt+Left)")
+        self.next_btn.setToolTip("Next image in the list (Alt+Right)")
+        self.unreviewed_btn.setToolTip("Next new or prelabelled image (Alt+Down)")
         self.prev_btn.clicked.connect(self.previous_requested)
         self.next_btn.clicked.connect(self.next_requested)
         self.unreviewed_btn.clicked.connect(self.next_unreviewed_requested)
@@ -126,7 +132,7 @@ class NavigationPanel(QWidget):
         self.list.blockSignals(False)
 
     def set_counts(self, counts: dict[str, int]) -> None:
-        self.counts.setText("  ".join(f"{k}: {v}" for k, v in counts.items()))
+        self.counts.setText(" · ".join(f"{k} {v}" for k, v in counts.items()))
 
     def _clicked(self, item: QListWidgetItem) -> None:
         self.image_clicked.emit(item.data(Qt.UserRole))

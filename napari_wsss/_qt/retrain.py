@@ -1,6 +1,6 @@
 """Run the trainer as a separate process and report its JSON-lines progress.
 
-The trainer (``napari-wsss train PROJECT --stage STAGE``) prints one JSON object per
+The trainer (``python -m trainer PROJECT --stage STAGE``, also ``napari-wsss train``) prints one JSON object per
 line: ``{"stage", "epoch", "step", "steps", "loss", "eta_s"}``. `RetrainRunner` starts it
 with ``QProcess`` (so the GUI thread only reads pipes when data arrives) and turns each
 line into a ``progress`` signal; other output goes to ``log``.
@@ -9,9 +9,7 @@ line into a ``progress`` signal; other output goes to ``log``.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-from pathlib import Path
 
 from qtpy.QtCore import QObject, QProcess, Signal
 
@@ -19,17 +17,12 @@ __all__ = ["RetrainRunner", "train_command", "parse_progress"]
 
 
 def train_command(project_path, stage: str = "classifier", *extra: str) -> list[str]:
-    """The command line that retrains ``stage`` of a project.
+    """The command line that retrains ``stage`` of a project with this Python.
 
-    Uses the ``napari-wsss`` script installed next to this Python when present,
-    else ``python -m napari_wsss.cli``.
+    ``python -m trainer PROJECT --stage STAGE [extra...]`` (what ``napari-wsss train``
+    runs); ``extra`` are more trainer options, e.g. ``"--epochs", "2"``.
     """
-    exe = Path(sys.executable).with_name("napari-wsss")
-    if not exe.exists():
-        found = shutil.which("napari-wsss")
-        exe = Path(found) if found else None
-    head = [str(exe)] if exe is not None else [sys.executable, "-m", "napari_wsss.cli"]
-    return [*head, "train", str(project_path), "--stage", stage, *extra]
+    return [sys.executable, "-m", "trainer", str(project_path), "--stage", stage, *extra]
 
 
 def parse_progress(line: str) -> dict | None:
@@ -47,6 +40,9 @@ def parse_progress(line: str) -> dict | None:
 def format_progress(p: dict) -> str:
     """A one-line human summary of a progress dict."""
     parts = [str(p.get("stage", "?"))]
+    event = p.get("event", "step")
+    if event != "step":
+        parts.append(str(event))
     if "epoch" in p:
         parts.append(f"epoch {p['epoch']}")
     if "step" in p and "steps" in p:
@@ -55,6 +51,8 @@ def format_progress(p: dict) -> str:
         parts.append(f"loss {float(p['loss']):.4f}")
     if p.get("eta_s") is not None:
         parts.append(f"eta {float(p['eta_s']):.0f} s")
+    if p.get("version") is not None:
+        parts.append(str(p["version"]))
     return "  ".join(parts)
 
 

@@ -24,11 +24,13 @@ def test_parse_progress():
     assert parse_progress("[1, 2]") is None
     p = {"stage": "classifier", "epoch": 1, "step": 5, "steps": 10, "loss": 0.25, "eta_s": 12.4}
     assert format_progress(p) == "classifier  epoch 1  step 5/10  loss 0.2500  eta 12 s"
+    done = {"event": "done", "stage": "classifier", "epoch": 1, "step": 2, "version": "classifier-0001"}
+    assert format_progress(done) == "classifier  done  epoch 1  classifier-0001"
 
 
 def test_train_command_shape(tmp_path):
     cmd = train_command(tmp_path / "p.zarr", "segmenter")
-    assert cmd[-4:] == ["train", str(tmp_path / "p.zarr"), "--stage", "segmenter"]
+    assert cmd == [sys.executable, "-m", "trainer", str(tmp_path / "p.zarr"), "--stage", "segmenter"]
 
 
 def _run(qtbot, code):
@@ -65,3 +67,28 @@ def test_runner_cancel(qtbot):
         runner.cancel()
     assert blocker.args[0] != 0
     assert not runner.is_running()
+
+
+def test_widget_retrains_with_the_real_trainer(make_napari_viewer, qtbot, project):
+    """The panel's Retrain runs ``python -m trainer`` in a child process; the GUI shows its
+    JSON-lines progress and the session forgets its model when the trainer is done."""
+    from napari_wsss._qt import AnnotationWidget
+
+    viewer = make_napari_viewer()
+    widget = AnnotationWidget(viewer)
+    widget.open_project(project.path)
+    widget.session._pipeline, widget.session._pipeline_key = object(), "stale"
+    argv = train_command(project.path, "classifier", "--epochs", "1", "--batch-size", "2",
+                         "--device", "cpu", "--set", "classifier.crop_size=32")
+    seen = []
+    widget.retrainer.progress.connect(seen.append)
+    with qtbot.waitSignal(widget.retrainer.finished, timeout=120000) as blocker:
+        widget.retrain("classifier", argv=argv)
+        assert not widget.model_controls.retrain_btn.isEnabled()
+    assert blocker.args == [0]
+    steps = [p for p in seen if p.get("event") == "step"]
+    assert [p["step"] for p in steps] == [1, 2] and steps[-1]["steps"] == 2
+    assert project.latest_checkpoint("classifier") is not None
+    assert widget.session._pipeline is None  # the next proposals load the new model
+    assert widget.model_controls.retrain_btn.isEnabled()
+    assert "done" in widget.model_controls.progress.format()

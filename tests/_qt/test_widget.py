@@ -91,3 +91,56 @@ def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, projec
     np.testing.assert_array_equal(widget2.layers.corrections.data, np.where(b == 255, 0, b + 1))
     texts = [widget2.nav.list.item(i).text() for i in range(4)]
     assert texts[0].endswith("[accepted]") and texts[1].endswith("[corrected]")
+
+
+def test_keyboard_navigation_and_unbind_on_close(make_napari_viewer, qtbot, project):
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    viewer.window._qt_window.show()
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    QTest.keyClick(canvas, Qt.Key_Right, Qt.AltModifier)
+    assert widget.current == "b"
+    QTest.keyClick(canvas, Qt.Key_Left, Qt.AltModifier)
+    assert widget.current == "a"
+    project.set_status("b", "accepted")
+    widget.session.refresh_status("b")
+    QTest.keyClick(canvas, Qt.Key_Down, Qt.AltModifier)  # next unreviewed skips "b"
+    assert widget.current == "c"
+    QTest.keyClick(canvas, Qt.Key_S, Qt.AltModifier)  # skip "c" -> next unreviewed "d"
+    assert project.status("c").status == "skipped" and widget.current == "d"
+    assert {str(k) for k in viewer.keymap} >= {"Alt+Right", "Alt+Left", "Alt+Down"}
+    widget.close()
+    assert not any(str(k).startswith("Alt+") for k in viewer.keymap)
+    QTest.keyClick(canvas, Qt.Key_Left, Qt.AltModifier)
+    assert widget.current == "d"
+
+
+def test_filters_drive_navigation(make_napari_viewer, qtbot, project):
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    nav = widget.nav
+    nav.status_filter.setCurrentIndex(nav.status_filter.findData("new"))
+    nav.class_filter.setCurrentIndex(nav.class_filter.findData(2))  # "bar": c, d
+    assert [nav.list.item(i).data(0x0100) for i in range(nav.list.count())] == ["c", "d"]
+    widget.next_image()  # "a" is filtered out: the next listed image after it
+    assert widget.current == "c"
+    nav.list.itemClicked.emit(nav.list.item(1))
+    assert widget.current == "d"
+    widget.skip()
+    assert [nav.list.item(i).data(0x0100) for i in range(nav.list.count())] == ["c", "d"]
+    assert nav.list.item(1).text() == "d   [skipped]"
+
+
+def test_reader_layer_opens_project(make_napari_viewer, qtbot, project):
+    from napari_wsss._qt.widget import PROJECT_METADATA_KEY
+
+    viewer = make_napari_viewer()
+    widget = AnnotationWidget(viewer)
+    viewer.add_image(np.zeros((4, 4)), name="placeholder",
+                     metadata={PROJECT_METADATA_KEY: str(project.path)})
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=5000)
+    assert widget.current == "a"
+    assert "placeholder" not in [layer.name for layer in viewer.layers]
+    assert widget.session.project.path == project.path
