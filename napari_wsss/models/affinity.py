@@ -89,6 +89,7 @@ class AffinityNet(nn.Module):
         self.backbone_name = backbone
         self.radius = int(radius)
         self.stage_strides = tuple(int(s) for s in stage_strides)
+        self.stage_channels = tuple(int(c) for c in stage_channels)
         self.backbone, _ = build_backbone(backbone, weights)
         self._taps, in_channels = self._find_stages(self.stage_strides)
         self.stride = min(self.stage_strides)
@@ -150,6 +151,16 @@ class AffinityNet(nn.Module):
                 f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
             feats.append(f)
         return F.elu(self.mix(torch.cat(feats, dim=1)))
+
+    @property
+    def config(self) -> dict:
+        """Constructor arguments (without weights), for checkpoints: ``AffinityNet(**config)``."""
+        return {
+            "backbone": self.backbone_name,
+            "radius": self.radius,
+            "stage_strides": list(self.stage_strides),
+            "stage_channels": list(self.stage_channels),
+        }
 
     def pair_affinity(self, features: torch.Tensor) -> torch.Tensor:
         """Affinities ``(B, P)`` of the pairs within ``self.radius`` (see :func:`pair_affinity`)."""

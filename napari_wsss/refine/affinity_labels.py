@@ -131,8 +131,7 @@ def _confident_with_background(cams, cls, background, image, alpha_low, alpha_hi
 
 
 def _confident_without_background(cams, cls, high, low):
-    if cams.shape[0] == 0:
-        raise ValueError("cams: an image of a project without background needs at least one label")
+    cams, cls = scores_with_background(cams, cls, background=None)  # validates range and K >= 1
     h, w = cams.shape[1:]
     if cams.shape[0] == 1:
         return np.full((h, w), cls[0], np.uint8)

@@ -99,6 +99,16 @@ def test_build_affinity_prefers_the_model(net):
     assert graph.shape == (6, 8) and graph.radius == net.radius
 
 
+def test_config_rebuilds_the_same_architecture(net):
+    clone = AffinityNet(**net.config)
+    clone.load_state_dict(net.state_dict())
+    x = torch.randn(1, 3, 32, 32)
+    net.eval()
+    clone.eval()
+    torch.testing.assert_close(clone(x), net(x))
+    net.train()
+
+
 def test_missing_stage_stride_lists_the_available_ones():
     with pytest.raises(ValueError, match=r"available strides: \[2, 4, 8, 16, 32\]"):
         AffinityNet("resnet18", stage_strides=(8, 64), stage_channels=(64, 128))

@@ -38,6 +38,12 @@ def test_no_background_labels_need_one_high_label_and_all_others_low():
     np.testing.assert_array_equal(labels, [[4, 255, 255, 9]])
 
 
+def test_unnormalised_cams_are_rejected_in_both_kinds_of_project():
+    for background in (0, None):
+        with pytest.raises(ValueError, match="normalised"):
+            confident_labels(np.full((2, 2, 2), 5.0, np.float32), [3, 4], background=background)
+
+
 def test_single_label_without_background_is_that_label_everywhere():
     labels = confident_labels(np.zeros((1, 3, 4), np.float32), [12], background=None)
     np.testing.assert_array_equal(labels, np.full((3, 4), 12, np.uint8))
