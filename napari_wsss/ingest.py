@@ -229,35 +229,52 @@ def _ingest_one(report: IngestReport, image_id, files, labels, where, update_lab
     if not files:
         report.warnings.append(Issue(where, f"labels for {image_id!r} but no image file found; skipped"))
         return
-    known = [lab for lab in labels if lab in project.classes and lab != "background"]
     unknown = sorted(set(labels) - set(project.classes))
     if unknown:
-        report.errors.append(Issue(
-            where, f"unknown class names {unknown} for {image_id!r}; valid: "
-                   f"{', '.join(project.classes)}; image not added"))
+        report.errors.append(Issue(where, f"unknown class names {unknown} for {image_id!r}; valid: "
+                                          f"{', '.join(project.classes)}; image not added"))
         return
+    read = _read_files(report, image_id, files)
+    if read is None:
+        return
+    path, image = read
+    known = sorted({project.classes.index(lab) for lab in labels} - {project.background})
+    if not known and project.background is None:
+        report.warnings.append(Issue(str(path), "no image-level labels (all 0 / empty)"))
+    if image_id in project:
+        _check_existing(report, image_id, path, image, known, where, update_labels)
+        return
+    try:
+        project.add_image(image_id, image, known, source=str(path))
+    except (ValueError, TypeError) as err:
+        report.errors.append(Issue(str(path), f"not added: {err}"))
+        return
+    report.added.append(image_id)
+
+
+def _read_files(report: IngestReport, image_id, files):
+    """Read the file(s) of one id; several files (class folders) must hold the same pixels."""
     images = []
     for path in files:
         try:
             images.append((path, read_image(path)))
         except (OSError, ValueError) as err:
-            report.errors.append(Issue(str(path), f"unreadable, not added ({err})"))
-            return
+            problem = getattr(err, "problem", None) or str(err)
+            report.errors.append(Issue(str(path), f"unreadable, not added ({problem})"))
+            return None
     path, image = images[0]
     for other, img in images[1:]:
         if img.shape != image.shape or image_sha1(img) != image_sha1(image):
-            report.errors.append(Issue(str(other), f"{image_id!r} is also {path} with different pixels; not added"))
-            return
-    if not known and project.background is None:
-        report.warnings.append(Issue(str(path), "no image-level labels (all 0 / empty)"))
-    if image_id not in project:
-        try:
-            project.add_image(image_id, image, known, source=str(path))
-        except (ValueError, TypeError) as err:
-            report.errors.append(Issue(str(path), f"not added: {err}"))
-            return
-        report.added.append(image_id)
-        return
+            report.errors.append(
+                Issue(str(other), f"{image_id!r} is also {path} with different pixels; not added")
+            )
+            return None
+    return path, image
+
+
+def _check_existing(report: IngestReport, image_id, path, image, labels, where, update_labels):
+    """Report (never overwrite) a changed file; keep or update differing labels."""
+    project = report.project
     info = project.image_info(image_id)
     if info["sha1"] != image_sha1(image):
         report.changed.append(image_id)
@@ -265,13 +282,13 @@ def _ingest_one(report: IngestReport, image_id, files, labels, where, update_lab
                                                 f"(added from {info['source']}); the stored image is kept"))
     else:
         report.unchanged.append(image_id)
-    new = sorted(project.classes.index(k) for k in set(known))
-    if new != list(info["labels"]):
-        old = [project.classes[i] for i in info["labels"]]
-        if update_labels:
-            project.set_image_labels(image_id, new)
-            report.warnings.append(Issue(where, f"labels of {image_id!r} updated from {old} to {sorted(set(known))}"))
-        else:
-            report.warnings.append(Issue(where, f"labels of {image_id!r} in the project are {old}, the input says "
-                                                f"{sorted(set(known))}; kept (pass update_labels=True to replace)"))
-
+    if labels == list(info["labels"]):
+        return
+    old = [project.classes[i] for i in info["labels"]]
+    new = [project.classes[i] for i in labels]
+    if update_labels:
+        project.set_image_labels(image_id, labels)
+        report.warnings.append(Issue(where, f"labels of {image_id!r} updated from {old} to {new}"))
+    else:
+        report.warnings.append(Issue(where, f"labels of {image_id!r} in the project are {old}, the "
+                                            f"input says {new}; kept (pass update_labels=True to replace)"))

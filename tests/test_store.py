@@ -286,8 +286,6 @@ def test_missing_array_is_reported_not_returned_as_fill(project):
 
 def test_arrays_written_by_other_zarr_settings_are_read_through_zarr(project, rng):
     """Arrays the fast chunk decoder does not handle (other codecs, several chunks)."""
-    from numcodecs import GZip  # noqa: F401  (zarr's gzip codec wraps it)
-
     from napari_wsss.store._nodes import NodeStore
 
     data = rng.integers(0, 4, (20, 30)).astype(np.uint8)
@@ -300,3 +298,23 @@ def test_arrays_written_by_other_zarr_settings_are_read_through_zarr(project, rn
         assert not nodes._array_meta(f"images/img0/{name}").fast
         got, attrs = nodes.read_array(f"images/img0/{name}")
         assert np.array_equal(got, data) and attrs == {"k": 1}
+
+
+def test_registered_migration_runs_on_open_rw_only(project, monkeypatch):
+    """The migration runner: a project at schema 0 is upgraded step by step when writable."""
+    import json
+
+    from napari_wsss.store import _schema
+
+    def zero_to_one(path):  # bumps the version in place
+        meta = json.loads((path / "zarr.json").read_text())
+        meta["attributes"]["napari_wsss"]["schema_version"] = 1
+        (path / "zarr.json").write_text(json.dumps(meta))
+
+    _set_schema(project.path, 0)
+    monkeypatch.setitem(_schema.MIGRATIONS, 0, zero_to_one)
+    with pytest.raises(ProjectError, match="schema version 0 and must be migrated to version 1: open it once with mode='r\\+'"):
+        Project.open(project.path, mode="r")
+    p = Project.open(project.path, mode="r+")
+    assert p.schema_version == 1 and p.image_ids() == ["img0"]
+    assert Project.open(project.path, mode="r").schema_version == 1
