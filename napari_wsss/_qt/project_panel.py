@@ -11,6 +11,7 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QDialog,
+    QCheckBox,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
@@ -72,17 +73,20 @@ class NewProjectDialog(QDialog):
         self.folder = _PathRow(directory=True)
         self.csv = _PathRow(directory=False, filter="CSV (*.csv)")
         self.out = _PathRow(directory=False, save=True, filter="Project (*.zarr)")
+        self.background = QCheckBox("add a background class")
         form = QFormLayout(self)
         form.addRow("Images folder", self.folder)
-        form.addRow("Labels CSV", self.csv)
+        form.addRow("Labels CSV (optional)", self.csv)
         form.addRow("Project (.zarr)", self.out)
+        form.addRow(self.background)
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
-    def values(self) -> tuple[Path, Path, Path]:
-        return Path(self.folder.path()), Path(self.csv.path()), Path(self.out.path())
+    def values(self) -> tuple[str, str, str, bool]:
+        """Images folder, labels CSV ("" for folder-per-class), project path, background."""
+        return self.folder.path(), self.csv.path(), self.out.path(), self.background.isChecked()
 
 
 class ProjectPanel(QWidget):
@@ -92,14 +96,14 @@ class ProjectPanel(QWidget):
     -------
     open_requested(str)
         A project path to open.
-    create_requested(str, str, str)
-        Images folder, labels CSV, new project path.
+    create_requested(str, str, str, bool)
+        Images folder, labels CSV ("" = one sub-folder per class), project path, background.
     heatmap_toggled(int, bool)
         Class index and whether its heatmap is shown.
     """
 
     open_requested = Signal(str)
-    create_requested = Signal(str, str, str)
+    create_requested = Signal(str, str, str, bool)
     heatmap_toggled = Signal(int, bool)
 
     def __init__(self, parent=None):
@@ -131,8 +135,7 @@ class ProjectPanel(QWidget):
     def _ask_new(self) -> None:
         dlg = NewProjectDialog(self)
         if dlg.exec_():
-            folder, csv, out = dlg.values()
-            self.create_requested.emit(str(folder), str(csv), str(out))
+            self.create_requested.emit(*dlg.values())
 
     def _item_changed(self, item: QListWidgetItem) -> None:
         c = item.data(Qt.UserRole)

@@ -31,8 +31,9 @@ __all__ = ["AnnotationWidget", "PROJECT_METADATA_KEY"]
 
 log = logging.getLogger(__name__)
 
-PROJECT_METADATA_KEY = "napari_wsss_project"
-"""A layer whose metadata holds this key (a project path), e.g. from the reader, opens it."""
+PROJECT_METADATA_KEY = "napari_wsss"
+"""Layers from the project reader carry ``metadata[PROJECT_METADATA_KEY]`` with the
+``project`` path and ``image_id``; the panel replaces them with its own layers."""
 
 
 class AnnotationWidget(QWidget):
@@ -94,8 +95,10 @@ class AnnotationWidget(QWidget):
         self.editor = CorrectionsEditor(self.io, self)
         self.editor.status_changed.connect(self._status_changed)
         self.retrainer = RetrainRunner(self)
+        self._adopt_pending = False
         self._connect()
         self._bind_keys()
+        self._on_layer_inserted()  # a project opened before the panel was
 
     # ------------------------------------------------------------------ wiring
     def _connect(self) -> None:
@@ -159,20 +162,36 @@ class AnnotationWidget(QWidget):
         if ids:
             self.show_image(ids[0])
 
-    def create_project(self, folder: str, csv: str, out: str) -> None:
-        """Ingest an image folder + labels CSV into a new project, then open it."""
+    def create_project(self, folder: str, csv: str, out: str, background: bool = False):
+        """Ingest an image folder (+ labels CSV, or one sub-folder per class) into a project
+        at ``out`` (new or existing), open it, and return the ingest report."""
         from napari_wsss.ingest import ingest_folder
 
-        project = ingest_folder(Path(folder), Path(csv), Path(out))
-        self.open_project(project if project is not None else out)
+        report = ingest_folder(Path(out), Path(folder), Path(csv) if csv else None,
+                               background=background)
+        self.open_project(report.project)
+        problems = [f"{i.where}: {i.message}" for i in (*report.errors, *report.warnings)]
+        self.message.setText(
+            f"added {len(report.added)} images, {len(report.errors)} errors, "
+            f"{len(report.warnings)} warnings" + ("\n" + "\n".join(problems[:5]) if problems else "")
+        )
+        return report
 
-    def _on_layer_inserted(self, event) -> None:
-        layer = event.value
-        path = layer.metadata.get(PROJECT_METADATA_KEY) if hasattr(layer, "metadata") else None
-        if path is None or (self.layers is not None and layer in self.layers._layers()):
-            return
-        # Replace the reader's placeholder layer by the panel's own layers.
-        QTimer.singleShot(0, lambda: self._adopt_reader_layer(layer, path))
+    def _reader_layers(self) -> list[tuple[object, dict]]:
+        """Layers a project reader added (``metadata["napari_wsss"]["project"]``), not ours."""
+        ours = set(map(id, self.layers._layers())) if self.layers is not None else set()
+        out = []
+        for layer in self.viewer.layers:
+            meta = layer.metadata.get(PROJECT_METADATA_KEY) if hasattr(layer, "metadata") else None
+            if isinstance(meta, dict) and meta.get("project") and id(layer) not in ours:
+                out.append((layer, meta))
+        return out
+
+    def _on_layer_inserted(self, event=None) -> None:
+        if not self._adopt_pending and self._reader_layers():
+            # The reader adds several layers one by one: adopt them once, afterwards.
+            self._adopt_pending = True
+            QTimer.singleShot(0, self._adopt_reader_layers)
 
     def _on_layer_removing(self, event) -> None:
         # Closing the viewer removes every layer first: save the corrections before
@@ -183,10 +202,20 @@ class AnnotationWidget(QWidget):
         if layers[event.index] is self.layers.corrections:
             self._flush(wait=True)
 
-    def _adopt_reader_layer(self, layer, path) -> None:
-        if layer in self.viewer.layers:
+    def _adopt_reader_layers(self) -> None:
+        """Replace layers opened by File > Open (the npe2 reader) by the panel's own."""
+        self._adopt_pending = False
+        found = self._reader_layers()
+        if not found or self._closed:
+            return
+        meta = found[0][1]
+        for layer, _ in found:
             self.viewer.layers.remove(layer)
-        self.open_project(path)
+        path = Path(meta["project"])
+        if self.session is None or Path(self.session.project.path) != path:
+            self.open_project(path)
+        if meta.get("image_id") in self.session.image_ids:
+            self.show_image(meta["image_id"])
 
     # ------------------------------------------------------------------ navigation
     def _visible_ids(self) -> list[str]:

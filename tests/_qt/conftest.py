@@ -30,3 +30,9 @@ def project(tmp_path):
     for image_id, labs in labels.items():
         p.add_image(image_id, make_image(rng), labs)
     return p
+
+
+@pytest.fixture
+def synthetic_image():
+    """``synthetic_image(rng, shape=(48, 64))`` -> the RGB test image of `make_image`."""
+    return make_image

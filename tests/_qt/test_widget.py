@@ -133,14 +133,42 @@ def test_filters_drive_navigation(make_napari_viewer, qtbot, project):
     assert nav.list.item(1).text() == "d   [skipped]"
 
 
-def test_reader_layer_opens_project(make_napari_viewer, qtbot, project):
-    from napari_wsss._qt.widget import PROJECT_METADATA_KEY
-
+def test_file_open_through_the_reader_is_adopted(make_napari_viewer, qtbot, project):
+    project.write_mask("a", "crf", _proposal((48, 64), 32, 0, 1), model_version="imagenet:x")
     viewer = make_napari_viewer()
     widget = AnnotationWidget(viewer)
-    viewer.add_image(np.zeros((4, 4)), name="placeholder",
-                     metadata={PROJECT_METADATA_KEY: str(project.path)})
+    viewer.open(str(project.path), plugin="napari-wsss")  # what File > Open does
     qtbot.waitUntil(lambda: widget.session is not None, timeout=5000)
-    assert widget.current == "a"
-    assert "placeholder" not in [layer.name for layer in viewer.layers]
     assert widget.session.project.path == project.path
+    assert widget.current == "a"
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["image", "proposal: CRF", "corrections"]  # the reader's layers are gone
+
+
+def test_panel_opened_after_the_reader_adopts(make_napari_viewer, qtbot, project):
+    viewer = make_napari_viewer()
+    viewer.open(str(project.path), plugin="napari-wsss")
+    assert len(viewer.layers) >= 1
+    widget = AnnotationWidget(viewer)
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=5000)
+    assert [layer.name for layer in viewer.layers] == ["image", "corrections"]
+
+
+def test_create_project_from_folder_and_csv(make_napari_viewer, qtbot, tmp_path, synthetic_image):
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("x1", "x2"):
+        PILImage.fromarray(synthetic_image(rng)).save(folder / f"{name}.png")
+    (tmp_path / "labels.csv").write_text("id,cat,dog\nx1,1,0\nx2,1,1\n")
+    viewer = make_napari_viewer()
+    widget = AnnotationWidget(viewer)
+    report = widget.create_project(str(folder), str(tmp_path / "labels.csv"), str(tmp_path / "new.zarr"))
+    assert sorted(report.added) == ["x1", "x2"] and not report.errors
+    assert widget.session.classes == ["cat", "dog"]
+    assert widget.session.image_labels("x2").tolist() == [0, 1]
+    assert widget.current == "x1"
+    assert widget.project_panel.classes.item(1).text() == "1: dog"
+    np.testing.assert_array_equal(widget.layers.image.data, np.asarray(PILImage.open(folder / "x1.png")))
