@@ -318,3 +318,30 @@ def test_registered_migration_runs_on_open_rw_only(project, monkeypatch):
     p = Project.open(project.path, mode="r+")
     assert p.schema_version == 1 and p.image_ids() == ["img0"]
     assert Project.open(project.path, mode="r").schema_version == 1
+
+
+def test_switching_images_is_fast(tmp_path, rng):
+    """Reading a 512 px image with 3 masks and corrections costs a few ms of CPU.
+
+    CPU time of this process (not wall time), so other jobs on the machine do not matter;
+    a store that reopened the hierarchy or went through zarr's event loop per array would
+    be several times slower.
+    """
+    import time
+
+    p = Project.create(tmp_path / "p.zarr", CLASSES, background=True)
+    yy, xx = np.mgrid[:512, :512]
+    mask = ((yy // 128 + xx // 128) % 4).astype(np.uint8)
+    for i in range(6):
+        p.add_image(f"im{i}", rng.integers(0, 256, (512, 512, 3), dtype=np.uint8), [1])
+        for stage in ("cam", "crf", "rw"):
+            p.write_mask(f"im{i}", stage, mask, model_version="v")
+        p.write_corrections(f"im{i}", np.where(mask == 1, 1, 255).astype(np.uint8))
+    reader = Project.open(p.path, mode="r")
+    costs = []
+    for i in range(6):  # every image read for the first time (cold metadata caches)
+        t = time.process_time()
+        rec = reader.load(f"im{i}")
+        costs.append(time.process_time() - t)
+        assert len(rec.masks) == 3 and rec.image.shape == (512, 512, 3)
+    assert np.median(costs) < 0.010, costs
