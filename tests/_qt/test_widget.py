@@ -172,3 +172,26 @@ def test_create_project_from_folder_and_csv(make_napari_viewer, qtbot, tmp_path,
     assert widget.current == "x1"
     assert widget.project_panel.classes.item(1).text() == "1: dog"
     np.testing.assert_array_equal(widget.layers.image.data, np.asarray(PILImage.open(folder / "x1.png")))
+
+
+def test_accept_and_reset_are_undoable_strokes(make_napari_viewer, qtbot, project):
+    project.write_mask("a", "crf", _proposal((48, 64), 32, 0, 1), model_version="imagenet:x")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    layer = widget.layers.corrections
+    widget.accept("crf", only_unpainted=False)
+    assert (layer.data[:, :32] == 1).all() and (layer.data[:, 32:] == 2).all()
+    widget.reset()
+    assert (layer.data == 0).all() and project.status("a").status == "prelabelled"
+    widget.undo()  # back to the accepted mask
+    assert (layer.data[:, 32:] == 2).all()
+    widget.undo()  # back to nothing painted
+    assert (layer.data == 0).all()
+    widget.redo()
+    assert (layer.data[:, :32] == 1).all()
+    widget.use_ignore_brush()
+    assert layer.selected_label == IGNORE_VALUE and layer.mode == "paint"
+    layer.paint((0, 0), layer.selected_label)
+    widget.save_now()
+    widget.io.flush()
+    stored = Project.open(project.path, mode="r").read_corrections("a")
+    assert stored[0, 0] == 255 and stored[20, 20] == 0 and stored[20, 40] == 1
