@@ -160,7 +160,7 @@ class MeanAveragePrecision:
         return {"mAP": float(np.mean(aps)) if aps else float("nan"), "images": int(t.shape[0])}
 
 
-def load_classifier(project_or_checkpoint, device=None) -> Classifier:
+def load_classifier(project_or_checkpoint, device=None, *, classes=None) -> Classifier:
     """The trained classifier of a project (latest checkpoint) or from a checkpoint file.
 
     Parameters
@@ -168,6 +168,8 @@ def load_classifier(project_or_checkpoint, device=None) -> Classifier:
     project_or_checkpoint : Project, path to a project directory, or path to a ``.pt`` file
     device : str or torch.device, optional
         Default: CUDA when present, else CPU.
+    classes : list of str, optional
+        Expected class list (checked in any case against a project's).
 
     Returns
     -------
@@ -180,7 +182,7 @@ def load_classifier(project_or_checkpoint, device=None) -> Classifier:
     FileNotFoundError, CheckpointError, ValueError
         Missing/corrupted file, wrong stage, or a class list differing from the project's.
     """
-    state, path = resolve_checkpoint(project_or_checkpoint, "classifier")
+    state, path = resolve_checkpoint(project_or_checkpoint, "classifier", classes=classes)
     cfg = state["config"].get("classifier", {})
     net = Classifier(state["backbone"], len(state["classes"]), weights=None)
     if cfg.get("kur"):

@@ -168,13 +168,13 @@ class MeanIoU:
         return {"mIoU": s.miou, "pixel_accuracy": s.pixel_accuracy}
 
 
-def load_segmenter(project_or_checkpoint, device=None) -> nn.Module:
+def load_segmenter(project_or_checkpoint, device=None, *, classes=None) -> nn.Module:
     """The trained DeepLabV3+ of a project (latest checkpoint) or from a checkpoint file.
 
     Returns the model in eval mode on ``device`` with a ``classes`` attribute. Errors as
     :func:`trainer.load_classifier`.
     """
-    state, path = resolve_checkpoint(project_or_checkpoint, "segmenter")
+    state, path = resolve_checkpoint(project_or_checkpoint, "segmenter", classes=classes)
     net = build_segmenter(state["backbone"], len(state["classes"]), weights=None)
     load_weights(net, state["model"], path=path)
     net.classes = list(state["classes"])

@@ -73,11 +73,11 @@ def open_project(path: str | Path, mode: str = "r"):
     return Project.open(path, mode=mode)
 
 
-def resolve_checkpoint(project_or_checkpoint, stage: str) -> tuple[dict, Path]:
+def resolve_checkpoint(project_or_checkpoint, stage: str, *, classes=None) -> tuple[dict, Path]:
     """Read the checkpoint of ``stage`` from a project (its latest) or a checkpoint file.
 
     A project argument is a ``Project`` or its directory; the checkpoint's class list
-    must equal the project's. A file argument is read as is.
+    must equal the project's (and ``classes``, when given).
     """
     project = None
     if isinstance(project_or_checkpoint, (str, Path)):
@@ -100,6 +100,8 @@ def resolve_checkpoint(project_or_checkpoint, stage: str) -> tuple[dict, Path]:
     state = read_checkpoint(path, stage=stage)
     if project is not None:
         check_classes(state, project.classes, path=path, what=f"project {project.path}")
+    if classes is not None:
+        check_classes(state, list(classes), path=path, what="the caller")
     return state, Path(path)
 
 
