@@ -345,3 +345,14 @@ def test_switching_images_is_fast(tmp_path, rng):
         costs.append(time.process_time() - t)
         assert len(rec.masks) == 3 and rec.image.shape == (512, 512, 3)
     assert np.median(costs) < 0.010, costs
+
+
+def test_pickle_reopens(project):
+    import pickle
+
+    ro = Project.open(project.path, mode="r")
+    clone = pickle.loads(pickle.dumps(ro))
+    assert clone is not ro and clone.mode == "r" and clone.image_ids() == ["img0"]
+    assert np.array_equal(clone.image("img0"), project.image("img0"))
+    with pytest.raises(ReadOnlyError):
+        clone.set_status("img0", "accepted")

@@ -127,6 +127,10 @@ class Project:
             root = read_json(path / "zarr.json")["attributes"]["napari_wsss"]
         return cls(path, _mode=mode, _root=root)
 
+    def __reduce__(self):
+        """Pickles as ``Project.open(path, mode)`` (e.g. for DataLoader worker processes)."""
+        return (type(self).open, (str(self.path), self.mode))
+
     def __repr__(self) -> str:
         return f"Project({str(self.path)!r}, mode={self.mode!r}, {len(self)} images, classes={self.classes})"
 
