@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 
 from napari_wsss.models.transforms import normalize
 
@@ -184,7 +185,7 @@ def train_one_epoch(
         if scheduler is not None:
             scheduler.step()
         step += 1
-        value = float(loss.detach())
+        value = _global_mean(loss.detach())
         result.losses.append(value)
         result.steps += 1
         if logger is not None:
@@ -228,6 +229,15 @@ def evaluate(
     finally:
         model.train(was_training)
     return metric.compute()
+
+
+def _global_mean(loss: torch.Tensor) -> float:
+    """The loss averaged over DDP processes (what the global batch optimises)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        loss = loss.clone()
+        dist.all_reduce(loss, op=dist.ReduceOp.SUM)
+        loss /= dist.get_world_size()
+    return float(loss)
 
 
 def _to_float(x):
