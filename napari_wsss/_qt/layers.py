@@ -113,6 +113,8 @@ class LayerSet:
                 self.heatmap_visible[c] = layer.visible
 
     def _set_visible(self, layer, visible: bool) -> None:
+        if layer.visible == visible:  # napari refreshes on every assignment
+            return
         self._setting_visible = True
         try:
             layer.visible = visible
@@ -156,14 +158,17 @@ class LayerSet:
         for k, layer in enumerate(self.slots):
             if k >= len(want):
                 self.slot_class[k] = None
-                layer.name = f"heatmap {k} (unused)"
+                if layer.name != f"heatmap {k} (unused)":
+                    layer.name = f"heatmap {k} (unused)"
                 self._set_visible(layer, False)
                 self._assign(layer, np.zeros(shape, np.float32))
                 continue
             c, cam = want[k]
             cam = np.asarray(cam, dtype=np.float32)
             self.slot_class[k] = c
-            layer.name = f"heatmap: {self.classes[c]}"
+            name = f"heatmap: {self.classes[c]}"
+            if layer.name != name:
+                layer.name = name
             cmap = self._heat_cmap(c)
             if layer.colormap.name != cmap.name:
                 layer.colormap = cmap
@@ -221,7 +226,7 @@ class LayerSet:
         self._set_heatmaps(view, shape)
         self._set_corrections(view.corrections)
         self._set_masks(view, shape)
-        self.viewer.layers.selection.active = self.corrections
+        self._activate_corrections()
         if self._last_shape != tuple(shape):
             self._last_shape = tuple(shape)
             self.viewer.reset_view()
@@ -231,7 +236,11 @@ class LayerSet:
         shape = view.image.shape[:2]
         self._set_heatmaps(view, shape)
         self._set_masks(view, shape)
-        self.viewer.layers.selection.active = self.corrections
+        self._activate_corrections()
+
+    def _activate_corrections(self) -> None:
+        if self.viewer.layers.selection.active is not self.corrections:
+            self.viewer.layers.selection.active = self.corrections
 
     def set_heatmap_visible(self, c: int, visible: bool) -> None:
         """Toggle the heatmap of class ``c`` (remembered for later images)."""

@@ -118,6 +118,19 @@ def config_from_settings(config, settings: dict):
     )
 
 
+def _display_cams(cams: np.ndarray, side: int | None) -> np.ndarray:
+    """``(K, h, w)`` CAMs as float32, resized (area-averaged) so ``max(h, w) <= side``."""
+    cams = np.asarray(cams, dtype=np.float32)
+    h, w = cams.shape[1:]
+    if side is None or max(h, w) <= side:
+        return cams
+    from skimage.transform import resize
+
+    f = max(h, w) / side
+    shape = (cams.shape[0], max(1, round(h / f)), max(1, round(w / f)))
+    return resize(cams, shape, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
+
+
 def _layer_to_store(data: np.ndarray) -> np.ndarray:
     data = np.asarray(data)
     out = layer_to_class(np.where(data == IGNORE_VALUE, 0, data))
@@ -228,11 +241,19 @@ class AnnotationSession:
         wanted = getattr(self.config, "method", None)
         return wanted if wanted in methods else methods[0]
 
-    def load(self, image_id: str) -> ImageView:
+    def load(self, image_id: str, *, cam_side: int | None = 256) -> ImageView:
         """Read one image and everything stored for it (one consistent store read).
 
         Thread-safe (the widget reads ahead in a background thread); it does not touch
         the status cache, which only the session's own writes update.
+
+        Parameters
+        ----------
+        image_id : str
+        cam_side : int or None
+            CAMs larger than this (long side) are resized down for display: they are
+            smooth, so a coarser texture looks the same once napari interpolates it,
+            and it is much cheaper to upload. None keeps the stored size.
         """
         if image_id not in self._status:
             raise KeyError(f"image {image_id!r} is not in project {self.project.path}")
@@ -252,7 +273,7 @@ class AnnotationSession:
             image_id=image_id,
             image=np.asarray(rec.image),
             labels=self._labels[image_id],
-            cams=None if cams is None else np.asarray(cams, dtype=np.float32),
+            cams=None if cams is None else _display_cams(cams, cam_side),
             cam_classes=None if cam_classes is None else np.asarray(cam_classes),
             masks=masks,
             corrections=class_to_layer(np.asarray(rec.corrections, dtype=np.uint8)),
