@@ -195,20 +195,6 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getstate__(self):
-        # DataLoader workers reopen a project read-only instead of pickling its handles.
-        state = self.__dict__.copy()
-        if type(self.source).__name__ == "Project":
-            state["source"] = ("project", str(self.source.path))
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        if isinstance(self.source, tuple) and self.source[0] == "project":
-            from napari_wsss.store import Project
-
-            self.source = Project.open(self.source[1], mode="r")
-
     def __getitem__(self, key):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         image_id = self.ids[index]

@@ -125,3 +125,11 @@ def test_correction_classes_join_the_image_labels():
     st = build_classifier_stage(src, tiny_config().classifier, ["img00"], [])
     item = st.train_set[0]
     assert item["labels"].tolist() == [1.0, 1.0, 0.0] and bool(item["has_pixels"])
+
+
+def test_channels_last_gives_the_same_step(tmp_path):
+    src = synthetic_source(2)  # two steps: the second loss depends on the first update
+    kw = dict(classifier__epochs=2, classifier__batch_size=2)
+    a, _ = _run(src, tiny_config(**kw), tmp_path / "a")
+    b, _ = _run(src, tiny_config(channels_last=True, **kw), tmp_path / "b")
+    assert b.losses == pytest.approx(a.losses, abs=1e-4)
