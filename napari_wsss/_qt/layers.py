@@ -59,8 +59,7 @@ class LayerSet:
     Heatmaps live in *slots*: slot ``k`` shows the ``k``-th label of the current image
     and is renamed / recoloured on a switch, so that switching between images with
     different labels does not add or remove layers (adding a layer costs far more
-    than updating one). Hidden layers of an unchanged shape get their new data only
-    when they are shown.
+    than updating one).
 
     Parameters
     ----------
@@ -81,7 +80,6 @@ class LayerSet:
         self._cmap = labels_colormap(len(classes), background=background)
         self._heat_cmaps: dict[int, Colormap] = {}
         self.heatmap_visible: dict[int, bool] = {}
-        self._pending: dict[int, np.ndarray] = {}
         self._setting_visible = False
         self._last_shape = None
 
@@ -96,17 +94,12 @@ class LayerSet:
         return [x for x in out if x is not None]
 
     def _assign(self, layer, data: np.ndarray) -> None:
-        """``layer.data = data`` now, or when the hidden layer is next shown."""
-        if layer.visible or np.shape(layer.data) != data.shape:
-            self._pending.pop(id(layer), None)
-            layer.data = data
-        else:
-            self._pending[id(layer)] = data
+        """``layer.data = data`` (also for hidden layers: a saved or exported layer
+        must never hold another image's data)."""
+        layer.data = data
 
     def _on_visible(self, event) -> None:
         layer = event.source
-        if layer.visible and id(layer) in self._pending:
-            layer.data = self._pending.pop(id(layer))
         if not self._setting_visible and layer in self.slots:
             c = self.slot_class[self.slots.index(layer)]
             if c is not None:
@@ -256,4 +249,3 @@ class LayerSet:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self.image, self.slots, self.slot_class, self.masks, self.corrections = None, [], [], {}, None
-        self._pending.clear()

@@ -195,3 +195,40 @@ def test_accept_and_reset_are_undoable_strokes(make_napari_viewer, qtbot, projec
     widget.io.flush()
     stored = Project.open(project.path, mode="r").read_corrections("a")
     assert stored[0, 0] == 255 and stored[20, 20] == 0 and stored[20, 40] == 1
+
+
+def test_hidden_layers_show_the_current_image_when_shown(make_napari_viewer, qtbot, project):
+    """Hidden layers get their data lazily: showing one must never reveal a stale image."""
+    for image_id, split in (("a", 10), ("b", 50)):
+        project.write_mask(image_id, "cam", _proposal((48, 64), split, 0, 1), model_version="v")
+        project.write_mask(image_id, "crf", _proposal((48, 64), split, 1, 0), model_version="v")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    prior = viewer.layers["proposal: prior (CAM)"]
+    assert not prior.visible and viewer.layers["proposal: CRF"].visible  # last stage shown
+    widget.next_image()
+    assert widget.current == "b"
+    prior.visible = True
+    np.testing.assert_array_equal(prior.data, _proposal((48, 64), 50, 1, 2))
+    widget.next_image()  # "c" has no proposals: the visible layers are emptied
+    assert (prior.data == 0).all() and not prior.visible
+
+
+def test_heatmap_toggle_per_class_is_remembered(make_napari_viewer, qtbot, project):
+    from qtpy.QtCore import Qt
+
+    cams = np.ones((2, 12, 16), np.float32)
+    project.write_cams("a", "gradcam", cams, [0, 1], model_version="v")
+    project.write_cams("c", "gradcam", cams, [0, 2], model_version="v")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    disc = widget.layers.heatmaps[0]
+    assert disc.visible and disc.name == "heatmap: disc"
+    # a 12 x 16 CAM stretched over the 48 x 64 image: pixel centres line up
+    assert tuple(disc.scale) == (4.0, 4.0) and tuple(disc.translate) == (1.5, 1.5)
+    widget.project_panel.classes.item(0).setCheckState(Qt.Unchecked)
+    assert not disc.visible
+    widget.show_image("c")
+    assert not widget.layers.heatmaps[0].visible and widget.layers.heatmaps[2].visible
+    assert widget.layers.heatmaps[2].name == "heatmap: bar"
+    widget.show_image("b")  # no CAMs: no heatmap shown
+    assert widget.layers.heatmaps == {}
+    assert not any(layer.visible for layer in widget.layers.slots)
