@@ -95,7 +95,26 @@ def _trainable_ids(source: Source, ids: list[str]) -> list[str]:
     return keep
 
 
-def build_classifier_stage(source: Source, cfg: ClassifierConfig, train_ids, val_ids, *, seed=0):
+def _ordinary_classifier(source, cfg: ClassifierConfig, classes, resume: bool) -> Classifier:
+    """The frozen classifier OC-CSE erases against (explicit file, else the latest one)."""
+    path = cfg.occse_checkpoint
+    if path is None:
+        if resume:
+            raise ValueError("resuming an OC-CSE run needs classifier.occse_checkpoint: the latest "
+                             "classifier checkpoint is now this run's own")
+        latest = getattr(source, "latest_checkpoint", lambda stage: None)("classifier")
+        if latest is None:
+            raise TrainingDataError(
+                f"OC-CSE needs a trained ordinary classifier: project {getattr(source, 'path', '')} "
+                f"has none; train one first or set classifier.occse_checkpoint"
+            )
+        path = str(latest)
+        cfg.occse_checkpoint = path  # recorded in the run's config
+    return load_classifier(path, "cpu", classes=classes)
+
+
+def build_classifier_stage(source: Source, cfg: ClassifierConfig, train_ids, val_ids, *, seed=0,
+                           resume=False):
     """Model, training module, loss, datasets and parameter groups of the classifier stage."""
     classes = list(source.classes)
     bg = source.background
@@ -116,6 +135,8 @@ def build_classifier_stage(source: Source, cfg: ClassifierConfig, train_ids, val
     loss = ClassifierLoss(
         len(classes), background=bg, pixel_weight=cfg.pixel_weight,
         puzzle_alpha=cfg.puzzle_alpha if cfg.puzzle_pieces else 0.0, puzzle_warmup=cfg.puzzle_warmup,
+        oc=_ordinary_classifier(source, cfg, classes, resume) if cfg.occse else None,
+        oc_alpha=cfg.occse_alpha, oc_warmup=cfg.occse_warmup,
     )
     train_ids = _trainable_ids(source, train_ids)
     val_ids = [i for i in val_ids if len(source.image_labels(i)) or bg is not None]

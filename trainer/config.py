@@ -112,6 +112,13 @@ class ClassifierConfig(StageConfig):
     kur : bool
         Kernel Usage Regularisation: the head uses ``alpha * W * softmax_c(W)``.
     kur_alpha : float
+    occse : bool
+        OC-CSE adversarial erasing against a frozen ordinary classifier.
+    occse_checkpoint : str or None
+        The ordinary classifier's checkpoint; default the project's latest classifier
+        when training starts (give it explicitly to resume an OC-CSE run).
+    occse_alpha, occse_warmup : float
+        Weight of the OC-CSE term, ramped linearly over that fraction of the steps.
     """
 
     backbone: str = "mobilenet_v2"
@@ -123,6 +130,10 @@ class ClassifierConfig(StageConfig):
     puzzle_warmup: float = 0.5
     kur: bool = False
     kur_alpha: float = 1.0
+    occse: bool = False
+    occse_checkpoint: str | None = None
+    occse_alpha: float = 1.0
+    occse_warmup: float = 0.5
 
 
 @dataclass

@@ -39,6 +39,8 @@ __all__ = [
     "KernelUsage",
     "apply_kernel_usage",
     "ClassifierLoss",
+    "erase_class",
+    "choose_one_label",
 ]
 
 
@@ -156,8 +158,41 @@ def apply_kernel_usage(head: nn.Conv2d, *, alpha: float = 1.0, background: int |
     return head
 
 
+def erase_class(images: torch.Tensor, cams: torch.Tensor, chosen: torch.Tensor, eps: float = 1e-5):
+    """OC-CSE soft erasing: ``x * (1 - M)``, ``M`` the ReLU'd CAM of each image's chosen
+    class, upsampled and divided by its maximum over the batch (OC-CSE's global norm).
+
+    Parameters
+    ----------
+    images : Tensor, shape (B, 3, H, W)
+        Normalised images (erased pixels become the ImageNet mean).
+    cams : Tensor, shape (B, C, h, w)
+    chosen : Tensor, shape (B, C)
+        One-hot of the class to erase (all zero: nothing erased).
+    """
+    m = (cams.float() * chosen[:, :, None, None]).sum(1, keepdim=True)
+    m = F.relu(F.interpolate(m, size=images.shape[-2:], mode="bilinear", align_corners=False))
+    m = m / (m.max() + eps)
+    return images * (1 - m)
+
+
+def choose_one_label(labels: torch.Tensor) -> torch.Tensor:
+    """One-hot ``(B, C)`` of one uniformly drawn positive label per image (none if none)."""
+    pos = labels > 0.5
+    scores = torch.rand(labels.shape, device=labels.device).masked_fill(~pos, -1.0)
+    chosen = torch.zeros_like(labels)
+    chosen.scatter_(1, scores.argmax(1, keepdim=True), 1.0)
+    return chosen * pos.any(1, keepdim=True).to(labels.dtype)
+
+
 class ClassifierLoss:
-    """``bce + pixel_weight * pixel + [p_cls + alpha(t) * re]`` (Puzzle-CAM when enabled).
+    """``bce + pixel_weight * pixel + [p_cls + alpha(t) * re] + [oc_alpha(t) * oc]``.
+
+    Puzzle-CAM terms when the outputs hold ``"merged_cams"``; the OC-CSE term (Kweon et
+    al., ICCV 2021, as in P-NOC's ``train_occse.py``) when a frozen ordinary classifier
+    ``oc`` is given: erase one random label's CAM region from the image and ask ``oc``
+    for the image's *other* labels, ``BCE(oc(x_erased), y - y_k)``, which pushes the CAM
+    to cover the whole object.
 
     Outputs (from :class:`trainer.classifier.ClassifierModule`): ``"logits"`` (B, C),
     ``"cams"`` (B, C, h, w), ``"merged_cams"`` with Puzzle-CAM. Batch: ``"labels"`` (B, C)
@@ -166,8 +201,15 @@ class ClassifierLoss:
     """
 
     def __init__(self, num_classes: int, *, background: int | None = None,
-                 pixel_weight: float = 0.1, puzzle_alpha: float = 0.0, puzzle_warmup: float = 0.5):
+                 pixel_weight: float = 0.1, puzzle_alpha: float = 0.0, puzzle_warmup: float = 0.5,
+                 oc: nn.Module | None = None, oc_alpha: float = 1.0, oc_warmup: float = 0.0):
         self.background = background
+        self.oc = oc
+        if oc is not None:
+            oc.eval().requires_grad_(False)
+        self.oc_max = oc_alpha
+        self.oc_warmup = oc_warmup
+        self.oc_alpha = oc_alpha if oc_warmup == 0 else 0.0
         mask = torch.ones(num_classes, dtype=torch.bool)
         if background is not None:
             mask[background] = False
@@ -177,11 +219,19 @@ class ClassifierLoss:
         self.puzzle_warmup = puzzle_warmup
         self.alpha = puzzle_alpha if puzzle_warmup == 0 else 0.0
 
+    def to(self, device) -> "ClassifierLoss":
+        if self.oc is not None:
+            self.oc.to(device)
+        return self
+
     def set_step(self, step: int, total_steps: int) -> None:
-        """Ramp the reconstruction weight: ``min(alpha * t / (T * warmup), alpha)``."""
+        """Ramp the Puzzle-CAM / OC-CSE weights: ``min(alpha * t / (T * warmup), alpha)``."""
         if self.puzzle_warmup > 0:
             ramp = step / max(total_steps * self.puzzle_warmup, 1e-12)
             self.alpha = min(self.puzzle_alpha * ramp, self.puzzle_alpha)
+        if self.oc_warmup > 0:
+            ramp = step / max(total_steps * self.oc_warmup, 1e-12)
+            self.oc_alpha = min(self.oc_max * ramp, self.oc_max)
 
     def __call__(self, outputs: dict, batch: dict):
         labels = batch["labels"]
@@ -198,4 +248,10 @@ class ClassifierLoss:
             p_cls, re = puzzle_losses(outputs["cams"], outputs["merged_cams"], labels, cm)
             loss = loss + p_cls + self.alpha * re
             parts.update(p_cls=p_cls.detach(), re=re.detach(), alpha=self.alpha)
+        if self.oc is not None:
+            chosen = choose_one_label(labels * cm.to(labels.dtype))
+            erased = erase_class(batch["image"], outputs["cams"], chosen)
+            oc = multilabel_bce(self.oc(erased.to(batch["image"].dtype)), labels - chosen, cm)
+            loss = loss + self.oc_alpha * oc
+            parts.update(oc=oc.detach(), oc_alpha=self.oc_alpha)
         return loss, parts

@@ -48,7 +48,8 @@ def build_stage(source, name: str, config: TrainConfig, train_ids, val_ids) -> S
     if name == "classifier":
         from .classifier import build_classifier_stage
 
-        return build_classifier_stage(source, scfg, train_ids, val_ids, seed=config.seed)
+        return build_classifier_stage(source, scfg, train_ids, val_ids, seed=config.seed,
+                                      resume=config.resume)
     if name == "segmenter":
         from .segmenter import build_segmenter_stage
 
@@ -146,6 +147,8 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
     train_ids, val_ids = split_ids(source.image_ids(), scfg.val_fraction)
     st = build_stage(source, stage, config, train_ids, val_ids)
     st.model.to(rt.device)
+    if hasattr(st.loss_fn, "to"):
+        st.loss_fn.to(rt.device)
     if config.channels_last:
         st.model.to(memory_format=torch.channels_last)
     opt = _make_optimizer(st.param_groups, scfg)

@@ -133,3 +133,17 @@ def test_channels_last_gives_the_same_step(tmp_path):
     a, _ = _run(src, tiny_config(**kw), tmp_path / "a")
     b, _ = _run(src, tiny_config(channels_last=True, **kw), tmp_path / "b")
     assert b.losses == pytest.approx(a.losses, abs=1e-4)
+
+
+def test_occse_against_an_ordinary_classifier(tmp_path):
+    src = synthetic_source(4)
+    oc, _ = _run(src, tiny_config(classifier__epochs=1), tmp_path / "oc")
+    oc_path = tmp_path / "oc" / "ck" / "classifier" / f"{oc.version}.pt"
+    cfg = tiny_config(classifier__epochs=4, classifier__occse=True, classifier__occse_warmup=0.0,
+                      classifier__occse_checkpoint=str(oc_path))
+    res, lines = _run(src, cfg, tmp_path / "cse")
+    steps = [x for x in lines if x["event"] == "step"]
+    assert "oc" in steps[0] and steps[0]["oc_alpha"] == 1.0
+    assert res.losses[-1] < res.losses[0]
+    with pytest.raises(TrainingDataError, match="OC-CSE needs a trained ordinary classifier"):
+        _run(src, tiny_config(classifier__occse=True), tmp_path / "none")

@@ -9,6 +9,8 @@ from trainer.losses import (
     KernelUsage,
     apply_kernel_usage,
     cam_pixel_loss,
+    choose_one_label,
+    erase_class,
     merge_tiles,
     multilabel_bce,
     puzzle_losses,
@@ -102,3 +104,26 @@ def test_classifier_loss_skips_pixels_without_corrections():
              "has_pixels": torch.tensor([False])}
     value, parts = loss(outputs, batch)
     assert value.item() == pytest.approx(math.log(2)) and "pixel" not in parts
+
+
+def test_choose_one_label_picks_a_positive_or_nothing():
+    torch.manual_seed(0)
+    labels = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    seen = set()
+    for _ in range(50):
+        c = choose_one_label(labels)
+        assert c.sum(1).tolist() == [1.0, 0.0, 1.0]
+        assert torch.all(c <= labels)
+        seen.add(int(c[0].argmax()))
+    assert seen == {0, 1}
+
+
+def test_erase_class_normalises_by_the_batch_maximum():
+    images = torch.ones(2, 3, 4, 4)
+    cams = torch.tensor([[2.0, -1.0], [1.0, 4.0]]).view(2, 2, 1, 1)
+    chosen = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    out = erase_class(images, cams, chosen)
+    torch.testing.assert_close(out[0], torch.full((3, 4, 4), 0.5), atol=1e-5, rtol=0)  # 1 - 2/4
+    torch.testing.assert_close(out[1], torch.zeros(3, 4, 4), atol=1e-5, rtol=0)        # 1 - 4/4
+    none = erase_class(images, cams, torch.zeros(2, 2))
+    assert torch.equal(none, images)
