@@ -20,7 +20,7 @@ from torch import nn
 from ._hooks import LayerCapture
 from .layers import resolve_layer
 
-__all__ = ["BaseCAM", "LayerCAMBase", "parse_targets", "forward_capture", "target_gradients"]
+__all__ = ["BaseCAM", "LayerCAMBase", "parse_targets", "forward_capture", "target_gradients", "batched_grad"]
 
 
 class BaseCAM:
@@ -186,10 +186,37 @@ def target_gradients(
     if k == 0:
         return inputs.new_zeros((b, 0, *inputs.shape[1:]))
     sel = score_selector(logits, index, valid)
-    (grads,) = torch.autograd.grad(
-        logits, inputs, sel, is_grads_batched=True, create_graph=differentiable, retain_graph=differentiable
-    )
+    (grads,) = batched_grad(logits, [inputs], sel, differentiable=differentiable)
     return grads.transpose(0, 1)
+
+
+def batched_grad(
+    outputs: torch.Tensor, inputs: list[torch.Tensor], sel: torch.Tensor, *, differentiable: bool
+) -> list[torch.Tensor | None]:
+    """``torch.autograd.grad`` with ``K`` batched ``grad_outputs`` ``sel (K, *outputs.shape)``.
+
+    One vmapped backward. Should an operation above the inputs lack a batching rule
+    (custom autograd functions with data-dependent Python control flow), it falls
+    back to one backward per target. Inputs off the path to ``outputs`` get ``None``.
+    """
+    try:
+        return list(
+            torch.autograd.grad(
+                outputs, inputs, sel, is_grads_batched=True, create_graph=differentiable,
+                retain_graph=True, allow_unused=True,
+            )
+        )
+    except RuntimeError as err:
+        if "atching rule" not in str(err) and "vmap" not in str(err):
+            raise
+    per_target = [
+        torch.autograd.grad(outputs, inputs, s, create_graph=differentiable, retain_graph=True, allow_unused=True)
+        for s in sel
+    ]
+    return [
+        None if parts[0] is None else torch.stack([p if p is not None else torch.zeros_like(parts[0]) for p in parts])
+        for parts in zip(*per_target)
+    ]
 
 
 def weighted_sum(weights: torch.Tensor, acts: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,8 @@ from ..models.backbones import get_spec
 
 __all__ = ["resolve_layer", "default_layer_name", "linear_head"]
 
+_WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+
 
 def _registry_families() -> list[tuple[type, str]]:
     """(model class, registry backbone name) pairs, most specific first."""
@@ -57,6 +59,8 @@ def default_layer_name(model: nn.Module) -> str:
         For a model family without a default; the message names the families
         that have one.
     """
+    if isinstance(model, _WRAPPERS):
+        return "module." + default_layer_name(model.module)
     own = getattr(model, "target_layer", None)
     if isinstance(own, str):
         return own
@@ -148,6 +152,8 @@ def linear_head(
         When the head is not GAP + one linear layer (MobileNetV3's two-layer head,
         ConvNeXt's LayerNorm head, ...).
     """
+    if isinstance(model, _WRAPPERS):
+        return linear_head(model.module, layer_name.removeprefix("module."))
     activation = None
     head = None
     if isinstance(getattr(model, "head", None), nn.Conv2d) and model.head.kernel_size == (1, 1):

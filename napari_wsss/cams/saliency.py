@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._hooks import MultiCapture
-from .base import BaseCAM, check_index, target_gradients
+from .base import BaseCAM, batched_grad, check_index, score_selector, target_gradients
 
 __all__ = ["Gradients", "SmoothGrad", "FullGrad"]
 
@@ -155,17 +155,7 @@ class FullGrad(BaseCAM):
             k = index.shape[1]
             if k == 0:
                 return images.new_zeros((images.shape[0], 0, *size))
-            sel = torch.zeros(k, *logits.shape, dtype=logits.dtype, device=logits.device)
-            sel.scatter_(2, index.t().unsqueeze(-1), valid.t().unsqueeze(-1).to(logits.dtype))
-            grads = torch.autograd.grad(
-                logits,
-                inputs,
-                sel,
-                is_grads_batched=True,
-                create_graph=differentiable,
-                retain_graph=differentiable,
-                allow_unused=True,
-            )
+            grads = batched_grad(logits, inputs, score_selector(logits, index, valid), differentiable=differentiable)
         with torch.set_grad_enabled(differentiable):
             maps = _psi(grads[0] * x.detach()[None]).sum(2)  # (K, B, H, W)
             for (m, _), g in zip(used, grads[1:]):

@@ -83,22 +83,33 @@ class ScoreCAM(LayerCAMBase):
         return out
 
     def _channel_scores(self, model, images, acts, index) -> torch.Tensor:
-        """``f_c(X_b o H^k)`` for every image ``b``, channel ``k`` and target ``c``: (B, D, K)."""
+        """``f_c(X_b o H^k)`` for every image ``b``, channel ``k`` and target ``c``: (B, D, K).
+
+        A channel whose activation map is constant has an all-zero mask, so its
+        masked input is the zero image for every such channel: it is scored once.
+        """
         b, d = acts.shape[:2]
         size = images.shape[-2:]
         bs = int(self.opts["batch_size"])
         out = acts.new_empty((b, d, index.shape[1]))
         for i in range(b):
             cls = index[i]
-            base = self._read(model(torch.zeros_like(images[i : i + 1])))[0, cls] if self.opts["baseline"] else 0.0
-            for start in range(0, d, bs):
+            flat = acts[i].flatten(1)
+            varying = torch.nonzero(flat.amax(1) > flat.amin(1)).flatten()
+            zero_score = None
+            if self.opts["baseline"] or len(varying) < d:
+                with torch.inference_mode():
+                    zero_score = self._read(model(torch.zeros_like(images[i : i + 1])))[0, cls]
+                out[i] = zero_score.clone()  # constant channels; overwritten below for the others
+            for start in range(0, len(varying), bs):
+                chans = varying[start : start + bs]
                 up = F.interpolate(
-                    acts[i : i + 1, start : start + bs],
-                    size=size,
-                    mode="bilinear",
-                    align_corners=bool(self.opts["align_corners"]),
+                    acts[i : i + 1, chans], size=size, mode="bilinear", align_corners=bool(self.opts["align_corners"])
                 )
                 masks = _minmax_channels(up)[0][:, None]  # (n, 1, H, W)
-                scores = self._read(model(images[i : i + 1] * masks))
-                out[i, start : start + bs] = scores[:, cls] - base
+                with torch.inference_mode():
+                    scores = self._read(model(images[i : i + 1] * masks))[:, cls]
+                out[i, chans] = scores.clone()
+            if self.opts["baseline"]:
+                out[i] -= zero_score.clone()
         return out

@@ -175,3 +175,45 @@ def test_normalize_and_upsample():
     torch.testing.assert_close(cams.normalize(maps, relu=False)[0, 0], torch.tensor([[0.0, 1 / 3], [2 / 3, 1.0]]))
     up = cams.upsample(torch.tensor([[[0.0, 1.0]]]), (1, 4))  # (K, h, w) input
     torch.testing.assert_close(up, torch.tensor([[[0.0, 0.25, 0.75, 1.0]]]))
+
+
+class _BranchyDouble(torch.autograd.Function):
+    """x -> 2x with a data-dependent Python branch in backward (no vmap batching rule)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        if g.abs().sum() >= 0:  # bool() of a tensor: not batchable under vmap
+            return 2 * g
+        return g  # pragma: no cover
+
+
+class _BranchyHead(GapLinear):
+    def forward(self, x):
+        return self.fc(_BranchyDouble.apply(self.features(x)).mean((2, 3)))
+
+
+def test_heads_without_batching_rules_fall_back_to_one_backward_per_target():
+    model = _BranchyHead(channels=6, classes=5).eval()
+    x = seeded_images(2, 8)
+    maps = cams.compute(model, x, [[0, 3], [4]], method="gradcam")
+    with torch.no_grad():
+        feats = model.features(x)
+    w = model.fc.weight.detach()
+    # d logit_c / dA = 2 W_c / (h w): Grad-CAM = 2 W_c . A / 64
+    for b, labels in enumerate([[0, 3], [4]]):
+        for k, c in enumerate(labels):
+            ref = torch.einsum("d,dhw->hw", 2 * w[c] / 64, feats[b])
+            torch.testing.assert_close(maps[b, k], ref, rtol=1e-4, atol=1e-6)
+
+
+def test_data_parallel_wrapped_models_resolve_through_the_wrapper(model):
+    wrapped = torch.nn.DataParallel(model)
+    assert cams.resolve_layer(wrapped)[0] == "module.features"
+    x = seeded_images(1, 8)
+    for method in ("cam", "gradcam"):
+        torch.testing.assert_close(cams.compute(wrapped, x, [[1, 2]], method=method),
+                                   cams.compute(model, x, [[1, 2]], method=method))

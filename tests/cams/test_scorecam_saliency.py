@@ -30,10 +30,14 @@ class StridedNet(nn.Module):
         return self.fc(self.head(self.features(x)).mean((2, 3)))
 
 
-@pytest.mark.parametrize("output,baseline", [("logit", False), ("sigmoid", True)])
-def test_scorecam_follows_wang_equation(output, baseline):
+@pytest.mark.parametrize("output,baseline,dead", [("logit", False, False), ("sigmoid", True, False),
+                                                  ("logit", False, True)])
+def test_scorecam_follows_wang_equation(output, baseline, dead):
     # alpha_k^c = f_c(X o s(Up(A_k))) [- f_c(0)],  M^c = sum_k alpha_k^c A_k; one channel at a time.
     model = StridedNet().eval()
+    if dead:  # channels 0 and 5 are 0 everywhere: their mask is 0 and they score f_c(0)
+        with torch.no_grad():
+            model.features[0].bias[[0, 5]] = -1e3
     x = seeded_images(1, 16, seed=6)
     labels = [0, 3]
     maps = cams.compute(model, x, [labels], method="scorecam", output=output, baseline=baseline, batch_size=3)
@@ -48,6 +52,7 @@ def test_scorecam_follows_wang_equation(output, baseline):
             for j, c in enumerate(labels):
                 ref[j] += (score[c] - base[c]) * a[k]
     assert ref.abs().max() > 0
+    assert (a.flatten(1).amax(1) == 0).sum() == (2 if dead else 0)
     torch.testing.assert_close(maps[0], ref, rtol=1e-4, atol=1e-5)
 
 
@@ -61,6 +66,15 @@ def test_scorecam_shares_masked_forwards_across_classes():
         handle.remove()
     # One plain forward, then 6 channels in batches of 4: independent of the 4 classes.
     assert calls == [1, 4, 2]
+    with torch.no_grad():
+        model.features[0].bias[[1, 2]] = -1e3  # two dead channels are one zero-image forward
+    calls.clear()
+    handle = model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        cams.compute(model, seeded_images(1, 8), [[0, 1, 2, 3]], method="scorecam", batch_size=4)
+    finally:
+        handle.remove()
+    assert calls == [1, 1, 4]
 
 
 def test_gradients_match_per_class_autograd():
