@@ -64,6 +64,10 @@ class BackboneSpec:
         """The feature extractor alone: ``(B, 3, H, W) -> (B, channels, H/stride, W/stride)``."""
         return self._features(self.full_model(weights))
 
+    def features_of(self, full_model: nn.Module) -> nn.Module:
+        """The feature extractor of an already built full classifier (shares its parameters)."""
+        return self._features(full_model)
+
 
 def _tv(name: str) -> Callable[[str | None], nn.Module]:
     def build(weights: str | None) -> nn.Module:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbones import build_backbone, get_spec
+from .backbones import build_backbone, build_torchvision_model, get_spec
 
 __all__ = ["Classifier"]
 
@@ -24,7 +24,8 @@ class Classifier(nn.Module):
     backbone : str
         A name from ``napari_wsss.models.BACKBONES``.
     num_classes : int
-        Number of classes ``C`` (the project's class list, background excluded).
+        Number of classes ``C``: the project's whole class list (a background column, if any,
+        is never trained nor explained).
     weights : str or None
         Backbone weights as torchvision names them (``"IMAGENET1K_V1"``, ``"DEFAULT"``).
     """
@@ -55,3 +56,30 @@ class Classifier(nn.Module):
         """Logits ``(B, C)`` and CAMs ``(B, C, h, w)`` from one forward pass."""
         cams = self.cams(self.features(x))
         return cams.mean((2, 3)), cams
+
+    @classmethod
+    def from_imagenet(
+        cls, backbone: str, class_rows: list[list[int]], weights: str = "IMAGENET1K_V1"
+    ) -> "Classifier":
+        """A classifier whose classes are sums of ImageNet-1k classes, with no training.
+
+        Class ``k``'s head row is the sum of the ImageNet classifier rows ``class_rows[k]``
+        (e.g. all five domestic-cat classes for "cat"). The ImageNet bias is dropped: it
+        shifts a logit by a constant and leaves the CAM's shape unchanged.
+        """
+        full = build_torchvision_model(backbone, weights)
+        fc = _final_linear(full)
+        model = cls(backbone, len(class_rows), weights=None)
+        model.backbone.load_state_dict(get_spec(backbone).features_of(full).state_dict())
+        with torch.no_grad():
+            w = torch.stack([fc.weight[list(rows)].sum(0) for rows in class_rows])
+            model.head.weight.copy_(w[:, :, None, None])
+        return model
+
+
+def _final_linear(model: nn.Module) -> nn.Linear:
+    """The last ``nn.Linear`` of a torchvision-style classifier (``fc``, ``classifier[-1]``, ``_fc``)."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear classification layer")
+    return linears[-1]
