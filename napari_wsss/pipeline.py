@@ -1,0 +1,331 @@
+"""Image -> CAMs -> dense CRF -> random walk (-> segmenter) proposals.
+
+One implementation used by the CLI (``prelabel``), the napari panel and the trainer. A
+:class:`Pipeline` holds the models; :meth:`Pipeline.run` turns one image and its
+image-level labels into :class:`Proposals` (all labels of the image in one CAM pass);
+:func:`save_proposals` writes them to the project; :func:`prelabel` does a whole
+project, resumably, with progress and a report of the images that failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import cams as cam_engine
+from .models import Classifier, to_tensor
+from .refine.background import labels_from_scores, scores_with_background
+from .refine.crf import crf_refine
+from .refine.random_walk import build_affinity, random_walk_refine
+
+__all__ = [
+    "STAGES",
+    "PipelineConfig",
+    "Proposals",
+    "Pipeline",
+    "save_proposals",
+    "prelabel",
+    "PrelabelReport",
+]
+
+#: Proposal stages in the order they are computed (each may use the previous one).
+STAGES = ("cam", "crf", "rw", "segmenter")
+
+
+@dataclass
+class PipelineConfig:
+    """Options of the proposal pipeline.
+
+    Attributes
+    ----------
+    method : str
+        A :data:`napari_wsss.cams.METHODS` name.
+    scales, flip, merge
+        Test-time augmentation (:func:`napari_wsss.cams.compute_tta`); ``scales=(1.0,)``
+        and ``flip=False`` is a single pass.
+    refine : tuple of str
+        Refinement stages to run after ``cam``: any of ``"crf"``, ``"rw"``,
+        ``"segmenter"`` (the last only when the project has a trained segmenter).
+    cam_threshold : float
+        Background projects: pixels whose largest normalised CAM is below this are
+        background (the ``cam`` stage), and the background score of CRF and random walk.
+    crf : dict
+        Keyword arguments of :func:`napari_wsss.refine.crf.crf_refine` (kernel parameters,
+        ``n_iter``, ...).
+    rw : dict
+        ``radius``, ``beta``, ``t`` and ``stride`` (grid stride of the colour affinity when
+        no AffinityNet is trained) of the random walk.
+    rw_input : {"crf", "cam"}
+        What the random walk propagates: the CRF's probabilities (when the CRF ran) or
+        the CAM scores.
+    max_side : int or None
+        Inference resizes the image so its long side is at most this (masks come back
+        at full size).
+    """
+
+    method: str = "cam"
+    scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
+    flip: bool = True
+    merge: str = "sum"
+    refine: tuple[str, ...] = ("crf", "rw", "segmenter")
+    cam_threshold: float = 0.25
+    crf: dict = field(default_factory=dict)
+    rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
+    rw_input: str = "crf"
+    max_side: int | None = 512
+
+    def __post_init__(self):
+        if self.method not in cam_engine.METHODS:
+            raise ValueError(f"unknown CAM method {self.method!r}; valid: {', '.join(cam_engine.METHODS)}")
+        bad = [s for s in self.refine if s not in STAGES[1:]]
+        if bad:
+            raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(STAGES[1:])}")
+        if self.rw_input not in ("crf", "cam"):
+            raise ValueError(f"rw_input must be 'crf' or 'cam', got {self.rw_input!r}")
+        self.scales = tuple(float(s) for s in self.scales)
+        self.refine = tuple(self.refine)
+
+    def replace(self, **changes) -> "PipelineConfig":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class Proposals:
+    """What the pipeline proposes for one image.
+
+    Attributes
+    ----------
+    cams : ndarray, shape (K, H, W), float32
+        CAMs of the image's labels, normalised to ``[0, 1]``, at image size.
+    cam_classes : ndarray, shape (K,), int64
+    masks : dict of str -> ndarray (H, W) uint8
+        By stage (``cam``, ``crf``, ``rw``, ``segmenter``), project class indices.
+    model_version : str
+    method : str
+        The CAM method.
+    """
+
+    cams: np.ndarray
+    cam_classes: np.ndarray
+    masks: dict[str, np.ndarray]
+    model_version: str
+    method: str = "cam"
+
+
+class Pipeline:
+    """The proposal models of a project and the settings to run them.
+
+    Parameters
+    ----------
+    model : Classifier (or any classifier the CAM engine supports)
+    classes : list of str
+        The project's classes (``len(classes)`` outputs of ``model``).
+    background : int or None
+        The project's background class.
+    config : PipelineConfig
+    model_version : str
+        Recorded with every proposal.
+    affinity : AffinityNet, optional
+        Trained affinity model for the random walk (else colour affinity).
+    segmenter : nn.Module, optional
+        Trained segmenter (``"segmenter"`` stage).
+    device : torch.device or str, optional
+        Default: the model's device.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        classes: Sequence[str],
+        background: int | None,
+        config: PipelineConfig | None = None,
+        *,
+        model_version: str,
+        affinity=None,
+        segmenter=None,
+        device=None,
+    ):
+        self.config = config or PipelineConfig()
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.model = model.to(self.device).eval()
+        self.classes = list(classes)
+        self.background = background
+        self.model_version = model_version
+        self.affinity = affinity.to(self.device).eval() if affinity is not None else None
+        self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
+
+    @classmethod
+    def from_project(cls, project, config: PipelineConfig | None = None, *, device=None) -> "Pipeline":
+        """The project's latest trained models (classifier required; affinity, segmenter if any)."""
+        from trainer import load_classifier, load_segmenter  # checkpoint formats live with the trainer
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        path = project.latest_checkpoint("classifier")
+        if path is None:
+            raise FileNotFoundError(
+                f"project {project.path} has no classifier yet: train one with "
+                f"`napari-wsss train {project.path} --stage classifier`"
+            )
+        model = load_classifier(project, device)
+        affinity = segmenter = None
+        if project.latest_checkpoint("affinity") is not None:
+            from trainer.affinity import load_affinity
+
+            affinity = load_affinity(project, device)
+        if project.latest_checkpoint("segmenter") is not None:
+            segmenter = load_segmenter(project, device)
+        return cls(model, project.classes, project.background, config, model_version=path.stem,
+                   affinity=affinity, segmenter=segmenter, device=device)
+
+    # -- one image -----------------------------------------------------------------
+    def cams(self, image: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+        """Normalised CAMs ``(K, H, W)`` of ``labels`` at image size (TTA as configured)."""
+        h, w = image.shape[:2]
+        labels = [int(c) for c in labels]
+        if not labels:
+            return np.zeros((0, h, w), np.float32)
+        x = to_tensor(image, self.device)
+        scale = 1.0
+        if self.config.max_side and max(h, w) > self.config.max_side:
+            scale = self.config.max_side / max(h, w)
+            x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", align_corners=False)
+        cfg = self.config
+        with torch.inference_mode(mode=cfg.method in ("cam", "scorecam")):
+            maps = cam_engine.compute_tta(self.model, x, [labels], method=cfg.method, scales=cfg.scales,
+                                          flip=cfg.flip, merge=cfg.merge)
+            maps = cam_engine.normalize(cam_engine.upsample(maps.detach(), (h, w)))
+        return maps[0, : len(labels)].float().cpu().numpy()
+
+    def run(self, image: np.ndarray, labels: Sequence[int], *,
+            progress: Callable[[str], None] | None = None) -> Proposals:
+        """All proposal stages for one image and its image-level labels."""
+        image = np.asarray(image)
+        labels = np.asarray(sorted(int(c) for c in labels), dtype=np.int64)
+        if self.background is None and labels.size == 0:
+            raise ValueError("an image of a project without background needs at least one label")
+        cfg = self.config
+        note = progress or (lambda stage: None)
+        note("cam")
+        cams = self.cams(image, labels)
+        bg_kw = dict(background=self.background, bg_method="threshold", threshold=cfg.cam_threshold)
+        scores, cls = scores_with_background(cams, labels, background=self.background,
+                                             method="threshold", threshold=cfg.cam_threshold)
+        masks = {"cam": labels_from_scores(scores, cls)}
+        walk_from = scores
+        if "crf" in cfg.refine:
+            note("crf")
+            res = crf_refine(image, cams, labels, **bg_kw, **cfg.crf)
+            masks["crf"] = res.mask
+            if cfg.rw_input == "crf":
+                walk_from = res.scores
+        if "rw" in cfg.refine:
+            note("rw")
+            masks["rw"] = self._random_walk(image, walk_from, cls)
+        if "segmenter" in cfg.refine and self.segmenter is not None:
+            note("segmenter")
+            from trainer import predict_segmenter
+
+            masks["segmenter"] = predict_segmenter(self.segmenter, image, labels=labels.tolist(),
+                                                   background=self.background)
+        return Proposals(cams, labels, masks, self.model_version, cfg.method)
+
+    def _random_walk(self, image: np.ndarray, scores: np.ndarray, cls: np.ndarray) -> np.ndarray:
+        rw = dict(self.config.rw)
+        stride = int(rw.pop("stride", 4))
+        radius = int(rw.pop("radius", 5))
+        h, w = image.shape[:2]
+        if self.affinity is not None:
+            graph = build_affinity(image, model=self.affinity)
+        else:
+            grid = (max(1, round(h / stride)), max(1, round(w / stride)))
+            graph = build_affinity(image, shape=grid, radius=radius)
+        # Scores already hold the background slice (if any): walk them as they are.
+        return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw).mask
+
+    def run_batch(self, images: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> list[Proposals]:
+        """:meth:`run` for several images (the CAM pass of each image covers all its labels)."""
+        return [self.run(img, lab) for img, lab in zip(images, labels)]
+
+
+def save_proposals(project, image_id: str, proposals: Proposals, *, status: bool = True) -> None:
+    """Write CAMs and masks of ``proposals``; mark a new image ``prelabelled``.
+
+    Images the annotator already accepted, corrected or skipped keep their status.
+    """
+    v = proposals.model_version
+    project.write_cams(image_id, proposals.method, proposals.cams, proposals.cam_classes, model_version=v)
+    for stage, mask in proposals.masks.items():
+        project.write_mask(image_id, stage, mask, model_version=v)
+    if status and project.status(image_id).status in ("new", "prelabelled"):
+        project.set_status(image_id, "prelabelled", model_version=v)
+
+
+@dataclass
+class PrelabelReport:
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"prelabelled {len(self.done)} image(s), skipped {len(self.skipped)} already done, "
+                 f"{len(self.failed)} failed, in {self.seconds:.1f} s"]
+        lines += [f"  FAILED {i}: {msg}" for i, msg in self.failed.items()]
+        return "\n".join(lines)
+
+
+def _is_done(project, image_id: str, pipeline: Pipeline) -> bool:
+    st = project.status(image_id)
+    if st.status == "new" or st.model_version != pipeline.model_version:
+        return False
+    wanted = {"cam", *pipeline.config.refine} - ({"segmenter"} if pipeline.segmenter is None else set())
+    return wanted <= set(project.mask_stages(image_id))
+
+
+def prelabel(
+    project,
+    *,
+    config: PipelineConfig | None = None,
+    pipeline: Pipeline | None = None,
+    ids: Sequence[str] | None = None,
+    force: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+    device=None,
+) -> PrelabelReport:
+    """Compute and save proposals for the images of ``project``.
+
+    Resumable: images whose proposals are already there for the current model are
+    skipped unless ``force``. A failing image is reported and the rest done. Under
+    ``torchrun`` each rank takes the images ``ids[rank::world_size]``, so every image is
+    done by exactly one process. Memory stays flat: one image at a time is in memory.
+    """
+    from tqdm.auto import tqdm
+
+    pipe = pipeline or Pipeline.from_project(project, config, device=device)
+    all_ids = list(ids) if ids is not None else project.image_ids()
+    mine = all_ids[rank::world_size]
+    report = PrelabelReport()
+    t0 = time.perf_counter()
+    bar = tqdm(mine, desc=f"prelabel[{rank}]" if world_size > 1 else "prelabel", unit="img",
+               disable=not progress, dynamic_ncols=True)
+    for image_id in bar:
+        if not force and _is_done(project, image_id, pipe):
+            report.skipped.append(image_id)
+            continue
+        try:
+            rec_image = project.image(image_id)
+            props = pipe.run(rec_image, project.image_labels(image_id))
+            save_proposals(project, image_id, props)
+            report.done.append(image_id)
+        except Exception as e:  # noqa: BLE001 - a batch goes on past a broken image
+            report.failed[image_id] = f"{type(e).__name__}: {e}"
+    report.seconds = time.perf_counter() - t0
+    return report
