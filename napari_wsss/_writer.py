@@ -2,7 +2,8 @@
 
 The file holds class indices ``0..C-1`` with ``255`` for unlabeled pixels (the layer's
 ``0``), the convention of segmentation datasets, and the VOC-style class palette of
-``napari_wsss.colors`` so that viewers show class colours.
+``napari_wsss.colors`` so that viewers show class colours. The file writing itself is
+``napari_wsss.maskio.write_mask_file`` (shared with the exporter).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_wsss.colors import IGNORE, mask_palette
+from napari_wsss.colors import IGNORE
+from napari_wsss.maskio import write_mask_file
 
 __all__ = ["write_labels"]
 
@@ -59,16 +61,5 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None
     n_classes, background = _classes_info(classes, meta)
-    palette = mask_palette(min(n_classes, IGNORE), background=background)
-    if ext == ".png":
-        from PIL import Image
-
-        im = Image.fromarray(classes)  # mode "L"; putpalette turns it into "P"
-        im.putpalette(palette.ravel().tolist())
-        im.save(path)
-    else:
-        import tifffile
-
-        colormap = (palette.T.astype(np.uint16) * 257)  # (3, 256), 16-bit as TIFF wants
-        tifffile.imwrite(path, classes, photometric="palette", colormap=colormap, compression="zlib")
+    write_mask_file(path, classes, n_classes=n_classes, background=background)
     return [str(path)]
