@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from napari_wsss.colors import IGNORE
-from napari_wsss.export import FALLBACK_ORDER, fill_corrections, mask_relpath
+from napari_wsss.export import FALLBACK_ORDER, _progress, fill_corrections, mask_relpath
 from napari_wsss.maskio import read_mask_file
 from napari_wsss.metrics import SegmentationScores, confusion_matrix, segmentation_scores
 from napari_wsss.store import MASK_STAGES, Project
@@ -239,11 +239,11 @@ def _check_stages(stages) -> tuple:
 
 
 def _find_gt(gt_dir: Path, image_id: str) -> Path | None:
-    for rel in dict.fromkeys((image_id, mask_relpath(image_id))):
-        for ext in GT_EXTENSIONS:
-            path = gt_dir / (rel + ext)
-            if path.is_file():
-                return path
+    rel = mask_relpath(image_id)  # the id itself unless it would leave gt_dir
+    for ext in GT_EXTENSIONS:
+        path = gt_dir / (rel + ext)
+        if path.is_file():
+            return path
     return None
 
 
@@ -305,6 +305,7 @@ def evaluate_project(
     cam_methods: Sequence[str] | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     fallback: Sequence[str] = FALLBACK_ORDER,
+    progress: bool = False,
 ) -> EvaluationReport:
     """Score every stage stored in a project against ground-truth masks.
 
@@ -328,6 +329,8 @@ def evaluate_project(
         Background thresholds of the CAM sweep (background projects only).
     fallback : sequence of str
         Proposal order that fills unlabeled pixels of ``"corrected"``.
+    progress : bool
+        Show a progress bar (tqdm).
 
     Returns
     -------
@@ -376,9 +379,8 @@ def evaluate_project(
     conf = {s: np.zeros((c, c + 1), np.int64) for s in stages if s != "cams"}
     counts = dict.fromkeys(conf, 0)
     cam_acc: dict[str, _CamAccumulator] = {}
-    for image_id, path in gt_files.items():
-        if path is None:
-            continue
+    todo = [(i, p) for i, p in gt_files.items() if p is not None]
+    for image_id, path in _progress(todo, progress, "evaluate"):
         gt = _read_gt(path, project.image_shape(image_id), image_id, c)
         rec = project.load(image_id)
         report.evaluated.append(image_id)

@@ -249,6 +249,7 @@ def export_project(
     ids: Sequence[str] | None = None,
     fallback: Sequence[str] = FALLBACK_ORDER,
     include_skipped: bool = False,
+    progress: bool = False,
 ) -> ExportReport:
     """Write one mask per image, plus ``classes.txt``, ``classes.json`` and ``export.json``.
 
@@ -273,6 +274,8 @@ def export_project(
         Stages that fill unlabeled pixels of ``"corrected"``, best first.
     include_skipped : bool
         Export images whose status is ``"skipped"`` too (left out by default).
+    progress : bool
+        Show a progress bar (tqdm).
 
     Returns
     -------
@@ -288,7 +291,7 @@ def export_project(
     n_classes, background = len(project.classes), project.background
     relpaths = _relpaths(ids)
     entries = {}
-    for image_id in ids:
+    for image_id in _progress(ids, progress):
         rec = project.load(image_id)
         if rec.status.status == "skipped" and not include_skipped:
             report.skipped.append(image_id)
@@ -327,6 +330,15 @@ def export_project(
         "skipped": list(report.skipped),
     })
     return report
+
+
+def _progress(items, show: bool, desc: str = "export"):
+    """``items``, wrapped in a tqdm bar when ``show`` (also used by ``evaluate``)."""
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="img", dynamic_ncols=True)
 
 
 def _model_versions(project, image_id, pixels) -> dict:
