@@ -1,4 +1,4 @@
-"""Training loops for napari-wsss: classifier, segmenter (AffinityNet next), one shared loop.
+"""Training loops for napari-wsss: classifier, AffinityNet, segmenter, one shared loop.
 
 Public API::
 
@@ -7,12 +7,15 @@ Public API::
     TrainConfig / load_config / save_config
     train_one_epoch(...) / evaluate(...)
     load_classifier(project_or_checkpoint, device) -> Classifier
+    load_affinity(project_or_checkpoint, device) -> AffinityNet
     load_segmenter(project_or_checkpoint, device); predict_segmenter(model, image) -> mask
 """
 
+from .affinity import load_affinity
 from .checkpoint import CheckpointError, DirectoryCheckpoints
 from .classifier import load_classifier
 from .config import (
+    AffinityConfig,
     ClassifierConfig,
     SegmenterConfig,
     StageConfig,
@@ -27,6 +30,7 @@ from .segmenter import load_segmenter, predict_segmenter
 from .stage import TrainingDataError
 
 __all__ = [
+    "AffinityConfig",
     "CheckpointError",
     "ClassifierConfig",
     "DirectoryCheckpoints",
@@ -38,6 +42,7 @@ __all__ = [
     "TrainingDataError",
     "evaluate",
     "fit",
+    "load_affinity",
     "load_classifier",
     "load_config",
     "load_segmenter",

@@ -160,11 +160,47 @@ class SegmenterConfig(StageConfig):
 
 @dataclass
 class AffinityConfig(StageConfig):
-    """AffinityNet stage (the loop is shared; the model comes from ``napari_wsss.models``)."""
+    """AffinityNet stage: pair affinities learnt from confident regions of the stored CAMs.
+
+    Defaults follow Ahn & Kwak (CVPR 2018) and their code (``psa/train_aff.py``,
+    ``psa/infer_cls.py``): 8 epochs of batch 8, weight decay 5e-4, radius 5 at stride 8,
+    background exponents 4 / 32. The learning rate is the trainer's, not the paper's
+    0.1 (tuned for ResNet-38).
+
+    Attributes
+    ----------
+    backbone : str
+        A name of ``napari_wsss.models.BACKBONES``.
+    weights : str or None
+        Backbone weights (``"IMAGENET1K_V1"``; ``None`` for random init).
+    cam_method : str or None
+        Stored CAMs to learn from (``Project.read_cams(id, cam_method)``); ``None``: the
+        method stored for the most training images (what ``napari-wsss prelabel`` wrote).
+    radius : int
+        Pair radius on the feature grid.
+    alpha_low, alpha_high : float
+        Background exponents of the confident foreground / background maps
+        (projects with background).
+    high, low : float
+        Confidence band of projects without background (see
+        ``napari_wsss.refine.confident_labels``).
+    crf : bool
+        Refine both score maps with the dense CRF on the image first (projects with
+        background, as in the paper).
+    """
 
     backbone: str = "mobilenet_v2"
     weights: str | None = "IMAGENET1K_V1"
-    mask_stage: str = "crf"
+    epochs: int = 8
+    batch_size: int = 8
+    weight_decay: float = 5e-4
+    cam_method: str | None = None
+    radius: int = 5
+    alpha_low: float = 4.0
+    alpha_high: float = 32.0
+    high: float = 0.30
+    low: float = 0.05
+    crf: bool = True
 
 
 @dataclass

@@ -3,7 +3,8 @@
 A *source* is anything with the read side of the store API (``napari_wsss.store.Project``
 is one; :class:`MemorySource` is a small in-memory one for tests and benchmarks):
 ``classes``, ``background``, ``image_ids()``, ``image(id)``, ``image_labels(id)``,
-``read_corrections(id)`` and ``read_mask(id, stage)``.
+``read_corrections(id)``, ``read_mask(id, stage)`` and, for the AffinityNet stage,
+``read_cams(id, method)`` / ``cam_methods(id)``.
 
 Augmentation is seeded per (seed, epoch, image index), so a sample looks the same
 whichever process or worker loads it: single-process and DDP runs see identical
@@ -49,6 +50,8 @@ class Source(Protocol):
     def image_labels(self, image_id: str) -> np.ndarray: ...
     def read_corrections(self, image_id: str) -> np.ndarray: ...
     def read_mask(self, image_id: str, stage: str) -> np.ndarray | None: ...
+    def read_cams(self, image_id: str, method: str) -> tuple[np.ndarray, np.ndarray] | None: ...
+    def cam_methods(self, image_id: str) -> list[str]: ...
 
 
 @dataclass
@@ -66,6 +69,8 @@ class MemorySource:
         Sparse pixel labels, 255 = unlabeled; missing ids have none.
     masks : dict of (str, str) to ndarray, shape (H, W), uint8
         Pseudo-masks keyed by (image id, stage).
+    cams : dict of (str, str) to (ndarray, ndarray)
+        ``(cams (K, h, w), classes (K,))`` keyed by (image id, CAM method).
     """
 
     classes: list[str]
@@ -74,6 +79,7 @@ class MemorySource:
     labels: dict = field(default_factory=dict)
     corrections: dict = field(default_factory=dict)
     masks: dict = field(default_factory=dict)
+    cams: dict = field(default_factory=dict)
     path: str = "<memory>"
 
     def image_ids(self) -> list[str]:
@@ -92,6 +98,13 @@ class MemorySource:
 
     def read_mask(self, image_id: str, stage: str) -> np.ndarray | None:
         return self.masks.get((image_id, stage))
+
+    def read_cams(self, image_id: str, method: str) -> tuple[np.ndarray, np.ndarray] | None:
+        got = self.cams.get((image_id, method))
+        return None if got is None else (np.asarray(got[0], np.float32), np.asarray(got[1], np.int64))
+
+    def cam_methods(self, image_id: str) -> list[str]:
+        return [m for (i, m) in self.cams if i == image_id]
 
 
 def split_ids(ids: list[str], val_fraction: float) -> tuple[list[str], list[str]]:

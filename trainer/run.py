@@ -2,7 +2,8 @@
 
 ``fit(source, stage, config, checkpoints=...)`` trains any stage on any source;
 ``train(project_path, stage, config)`` is the entry point the CLI and the napari plugin
-use (``stage="all"`` trains classifier, then segmenter, regenerating pseudo-masks between).
+use (``stage="all"`` trains classifier, AffinityNet, segmenter, regenerating CAMs and
+pseudo-masks between).
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ def build_stage(source, name: str, config: TrainConfig, train_ids, val_ids) -> S
         from .segmenter import build_segmenter_stage
 
         return build_segmenter_stage(source, scfg, train_ids, val_ids, seed=config.seed)
-    raise NotImplementedError(
-        f"stage {name!r} has no trainer yet (napari_wsss.models.affinity pending); "
-        f"trainable stages: classifier, segmenter"
-    )
+    if name == "affinity":
+        from .affinity import build_affinity_stage
+
+        return build_affinity_stage(source, scfg, train_ids, val_ids, seed=config.seed)
+    raise ValueError(f"unknown stage {name!r}; valid stages: {', '.join(STAGES)}")
 
 
 def make_scheduler(optimizer, scfg, total_steps: int):
@@ -99,6 +101,7 @@ def _state(st: Stage, opt, sched, scaler, config, *, epoch, step, batch_in_epoch
         config=config_to_dict(config), classes=list(st.classes), background=st.background,
         backbone=st.backbone, stage=st.name, rng=torch.get_rng_state(),
     )
+    state.update(st.extra.get("checkpoint", {}))  # stage-specific entries (AffinityNet.config)
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     return state
@@ -119,7 +122,7 @@ def fit(source, stage: str, config: TrainConfig | None = None, *, checkpoints,
     ----------
     source : Source
         A ``Project`` or :class:`trainer.data.MemorySource`.
-    stage : {"classifier", "segmenter"}
+    stage : {"classifier", "affinity", "segmenter"}
     config : TrainConfig
     checkpoints : object
         With ``save_checkpoint(stage, state) -> version`` and ``latest_checkpoint(stage)``
@@ -268,8 +271,9 @@ def train(project_path, stage: str = "classifier", config: TrainConfig | None = 
     """Train ``stage`` (or ``"all"``) on the project at ``project_path``.
 
     Checkpoints go through ``Project.save_checkpoint``; ``stage="all"`` trains the
-    classifier, regenerates pseudo-masks with ``napari_wsss.pipeline.prelabel`` (rank 0),
-    then trains the segmenter (and AffinityNet once its trainer exists).
+    classifier, regenerates CAMs and pseudo-masks with ``napari_wsss.pipeline.prelabel``
+    (rank 0), trains AffinityNet on those CAMs, regenerates the pseudo-masks (now with the
+    trained affinities) and trains the segmenter.
     Works the same under ``torchrun`` (DDP).
     """
     valid = (*STAGES, "all")
@@ -288,9 +292,9 @@ def train(project_path, stage: str = "classifier", config: TrainConfig | None = 
     rt = setup_runtime(config.device, amp=config.amp)
     results: dict[str, FitResult] = {}
     try:
-        order = ["classifier", "segmenter"] if stage == "all" else [stage]
+        order = list(STAGES) if stage == "all" else [stage]
         for name in order:
-            if stage == "all" and name == "segmenter":
+            if stage == "all" and name != "classifier":
                 _prelabel(project, rt)
             results[name] = fit(project, name, config, checkpoints=project, stream=stream, runtime=rt)
             if results[name].stopped:
