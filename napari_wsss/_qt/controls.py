@@ -57,17 +57,18 @@ class ProposalControls(QGroupBox):
         super().__init__("Proposals", parent)
         self.method = QComboBox()
         self.method.addItems(cam_method_names())
-        self.method.setCurrentText("gradcam")
         self.use_crf = QCheckBox("CRF")
         self.use_rw = QCheckBox("random walk")
+        self.use_seg = QCheckBox("segmenter")
+        self.use_seg.setToolTip("trained segmenter (used when the project has one)")
+        self.tta = QCheckBox("multi-scale + flip")
+        self.tta.setToolTip("test-time augmentation of the CAMs (slower, smoother)")
         self.use_crf.setToolTip("dense CRF (Kraehenbuehl & Koltun 2011)")
         self.use_rw.setToolTip("AffinityNet random walk (Ahn & Kwak 2018)")
-        self.use_crf.setChecked(True)
-        self.use_rw.setChecked(True)
-        self.threshold = _spin(0.0, 1.0, 0.2, 0.05, decimals=2)
+        self.threshold = _spin(0.0, 1.0, 0.25, 0.05, decimals=2)
         self.crf_iter = _spin(1, 50, 10, 1)
-        self.rw_beta = _spin(1.0, 100.0, 10.0, 1.0, decimals=1)
-        self.rw_t = _spin(1, 256, 8, 1)
+        self.rw_beta = _spin(1.0, 100.0, 8.0, 1.0, decimals=1)
+        self.rw_t = _spin(1, 1024, 64, 1)
         self.recompute_btn = QPushButton("Compute proposals")
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
@@ -80,11 +81,13 @@ class ProposalControls(QGroupBox):
         stages = QHBoxLayout()
         stages.addWidget(self.use_crf)
         stages.addWidget(self.use_rw)
+        stages.addWidget(self.use_seg)
         buttons = QHBoxLayout()
         buttons.addWidget(self.recompute_btn)
         buttons.addWidget(self.cancel_btn)
         form = QFormLayout(self)
         form.addRow("CAM method", self.method)
+        form.addRow("", self.tta)
         form.addRow("refine", stages)
         form.addRow("bg threshold", self.threshold)
         form.addRow("CRF iterations", self.crf_iter)
@@ -95,11 +98,25 @@ class ProposalControls(QGroupBox):
 
     def settings(self) -> dict:
         """The chosen settings as plain values (see `AnnotationSession.config_from`)."""
-        refine = tuple(s for s, box in (("crf", self.use_crf), ("rw", self.use_rw)) if box.isChecked())
+        boxes = (("crf", self.use_crf), ("rw", self.use_rw), ("segmenter", self.use_seg))
+        refine = tuple(s for s, box in boxes if box.isChecked())
         return dict(
-            method=self.method.currentText(), refine=refine, cam_threshold=self.threshold.value(),
+            method=self.method.currentText(), refine=refine, tta=self.tta.isChecked(),
+            cam_threshold=self.threshold.value(),
             crf_iter=self.crf_iter.value(), rw_beta=self.rw_beta.value(), rw_t=self.rw_t.value(),
         )
+
+    def set_from_config(self, config) -> None:
+        """Show a ``PipelineConfig``'s values."""
+        self.method.setCurrentText(config.method)
+        self.use_crf.setChecked("crf" in config.refine)
+        self.use_rw.setChecked("rw" in config.refine)
+        self.use_seg.setChecked("segmenter" in config.refine)
+        self.tta.setChecked(len(config.scales) > 1 or config.flip)
+        self.threshold.setValue(config.cam_threshold)
+        self.crf_iter.setValue(int(config.crf.get("n_iter", 10)))
+        self.rw_beta.setValue(float(config.rw.get("beta", 8.0)))
+        self.rw_t.setValue(int(config.rw.get("t", 64)))
 
     def set_busy(self, busy: bool) -> None:
         self.recompute_btn.setEnabled(not busy)
@@ -204,6 +221,9 @@ class ModelControls(QGroupBox):
         self.cancel_btn = QPushButton("Stop")
         self.cancel_btn.setEnabled(False)
         self.export_btn = QPushButton("Export masks…")
+        self.export_format = QComboBox()
+        self.export_format.addItems(["png", "tif", "ome-zarr"])
+        self.export_format.setToolTip("indexed PNG / palette TIFF / OME-Zarr labels")
         self.retrain_btn.clicked.connect(lambda: self.retrain_requested.emit(self.stage.currentText()))
         self.cancel_btn.clicked.connect(self.cancel_retrain_requested)
         self.export_btn.clicked.connect(self.export_requested)
@@ -222,7 +242,10 @@ class ModelControls(QGroupBox):
         lay.addLayout(row)
         lay.addWidget(self.progress)
         lay.addWidget(self.log)
-        lay.addWidget(self.export_btn)
+        row2 = QHBoxLayout()
+        row2.addWidget(self.export_format)
+        row2.addWidget(self.export_btn)
+        lay.addLayout(row2)
 
     def set_running(self, running: bool) -> None:
         self.retrain_btn.setEnabled(not running)

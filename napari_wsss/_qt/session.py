@@ -12,8 +12,8 @@ indices with ``255`` for ignore/unlabeled. The conversion happens in `_labels`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = [
     "UNREVIEWED",
     "merge_accept",
     "config_from_settings",
+    "default_config",
 ]
 
 IGNORE_VALUE = 255
@@ -95,6 +96,13 @@ def merge_accept(corrections: np.ndarray, proposal: np.ndarray, *, only_unpainte
     return np.where(corrections == 0, proposal, corrections).astype(np.uint8)
 
 
+def default_config():
+    """The pipeline's default ``PipelineConfig``."""
+    from napari_wsss.pipeline import PipelineConfig
+
+    return PipelineConfig()
+
+
 def config_from_settings(config, settings: dict):
     """A ``PipelineConfig`` from the panel's plain settings.
 
@@ -103,18 +111,22 @@ def config_from_settings(config, settings: dict):
     config : PipelineConfig or None
         The current config (its other fields are kept); None starts from the defaults.
     settings : dict
-        ``method``, ``refine`` (tuple of stages), ``cam_threshold``, ``crf_iter``
-        (CRF mean-field iterations), ``rw_beta`` and ``rw_t`` (random-walk affinity
-        exponent and number of steps).
+        ``method``; ``refine`` (tuple of stages); ``tta`` (bool: the default multi-scale
+        + flip test-time augmentation, else one pass at scale 1); ``cam_threshold``;
+        ``crf_iter`` (mean-field iterations); ``rw_beta`` and ``rw_t`` (random-walk
+        affinity exponent and number of steps).
     """
     from napari_wsss.pipeline import PipelineConfig
 
-    base = config if config is not None else PipelineConfig()
-    crf = {**(base.crf or {}), "n_iter": int(settings["crf_iter"])}
-    rw = {**(base.rw or {}), "beta": float(settings["rw_beta"]), "t": int(settings["rw_t"])}
-    return replace(
-        base, method=settings["method"], refine=tuple(settings["refine"]),
-        cam_threshold=float(settings["cam_threshold"]), crf=crf, rw=rw,
+    default = PipelineConfig()
+    base = config if config is not None else default
+    crf = {**base.crf, "n_iter": int(settings["crf_iter"])}
+    rw = {**base.rw, "beta": float(settings["rw_beta"]), "t": int(settings["rw_t"])}
+    tta = dict(scales=default.scales, flip=default.flip) if settings.get("tta", True) else \
+        dict(scales=(1.0,), flip=False)
+    return base.replace(
+        method=settings["method"], refine=tuple(settings["refine"]),
+        cam_threshold=float(settings["cam_threshold"]), crf=crf, rw=rw, **tta,
     )
 
 
@@ -156,7 +168,6 @@ class AnnotationSession:
         self.config = config
         self._factory = pipeline_factory
         self._pipeline = None
-        self._pipeline_key: Any = None
         self._lock = threading.Lock()
         self.image_ids: list[str] = list(project.image_ids())
         self._status: dict[str, str] = {i: project.status(i).status for i in self.image_ids}
@@ -326,46 +337,43 @@ class AnnotationSession:
 
     # ------------------------------------------------------------------ proposals
     def set_config(self, config) -> None:
-        """New proposal settings; the pipeline is rebuilt on the next `compute`."""
+        """New proposal settings (the loaded models are kept)."""
         self.config = config
 
     def invalidate_pipeline(self) -> None:
-        """Forget the model (after retraining) so the next `compute` loads the newest."""
+        """Forget the models (after retraining) so the next `compute` loads the newest."""
         with self._lock:
             self._pipeline = None
-            self._pipeline_key = None
 
     def pipeline(self):
-        """The proposal pipeline for the current config (built on first use; slow)."""
-        key = repr(self.config)
+        """The proposal pipeline with the current config (models loaded on first use; slow)."""
         with self._lock:
-            if self._pipeline is None or self._pipeline_key != key:
+            if self._pipeline is None:
                 if self._factory is not None:
                     self._pipeline = self._factory(self.project, self.config)
                 else:
                     from napari_wsss.pipeline import Pipeline
 
                     self._pipeline = Pipeline.from_project(self.project, self.config)
-                self._pipeline_key = key
+            if self.config is not None:
+                self._pipeline.config = self.config
             return self._pipeline
 
-    def compute(self, image_id: str):
-        """Run the pipeline on one image (call from a worker); returns ``Proposals``."""
-        image = self.project.image(image_id)
-        return self.pipeline().run(np.asarray(image), self.image_labels(image_id))
+    def compute(self, image_id: str, *, progress=None):
+        """Run the pipeline on one image (call from a worker); returns ``Proposals``.
+
+        ``progress(stage)`` is called before each stage (``Pipeline.run``'s hook); it
+        may raise to stop the run.
+        """
+        pipe = self.pipeline()
+        image = np.asarray(self.project.image(image_id))
+        return pipe.run(image, self.image_labels(image_id), progress=progress)
 
     def store_proposals(self, image_id: str, proposals) -> None:
-        """Save proposals (cams + masks); an unreviewed image becomes ``prelabelled``.
-
-        A reviewed image keeps its status: new proposals do not undo a review.
-        """
+        """Save proposals (cams + masks); a new image becomes ``prelabelled``, a reviewed
+        one keeps its status (``save_proposals``)."""
         from napari_wsss.pipeline import save_proposals
 
-        before = self._status[image_id]
         with self._lock:
             save_proposals(self.project, image_id, proposals)
-        if before not in UNREVIEWED:
-            self._set_status(image_id, before, model_version=proposals.model_version)
-        else:
-            self._status[image_id] = self.project.status(image_id).status
-
+        self.refresh_status(image_id)

@@ -21,7 +21,7 @@ from .layers import STAGE_TITLES, LayerSet
 from .navigation import NavigationPanel
 from .project_panel import ProjectPanel
 from .retrain import RetrainRunner, format_progress, train_command
-from .session import MASK_STAGES, AnnotationSession, config_from_settings
+from .session import MASK_STAGES, AnnotationSession, config_from_settings, default_config
 from .workers import BackgroundIO, proposal_worker, run_in_worker
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ class AnnotationWidget(QWidget):
 
     image_shown = Signal(str)
     proposals_ready = Signal(str)
+    proposals_finished = Signal(str, str)  # image id, "saved" / "cancelled" / "failed"
+    proposal_progress = Signal(int, int, str)  # step, total, what
     saved = Signal(str)
 
     KEYS = {
@@ -75,6 +77,7 @@ class AnnotationWidget(QWidget):
         self.project_panel = ProjectPanel()
         self.nav = NavigationPanel()
         self.proposal_controls = ProposalControls()
+        self.proposal_controls.set_from_config(default_config())
         self.review = ReviewControls()
         self.model_controls = ModelControls()
         self.message = QLabel("")
@@ -151,7 +154,8 @@ class AnnotationWidget(QWidget):
             self.layers.clear()
         if not isinstance(project, Project):
             project = Project.open(Path(project))
-        self.session = AnnotationSession(project, pipeline_factory=self._factory)
+        self.session = AnnotationSession(project, pipeline_factory=self._factory,
+                                         config=config_from_settings(None, self.proposal_controls.settings()))
         self.layers = LayerSet(self.viewer, project.classes, background=project.background)
         self.current = None
         bg = project.background
@@ -338,30 +342,56 @@ class AnnotationWidget(QWidget):
 
     # ------------------------------------------------------------------ proposals
     def recompute(self):
-        """Compute proposals for the current image in a worker; returns the started worker."""
+        """Compute proposals for the current image in a worker; returns the started worker
+        (None when there is no image or a computation is already running)."""
         if self.session is None or self.current is None or self.worker is not None:
             return None
-        self.session.set_config(config_from_settings(self.session.config,
-                                                     self.proposal_controls.settings()))
+        try:
+            config = config_from_settings(self.session.config, self.proposal_controls.settings())
+        except ValueError as exc:
+            self.message.setText(str(exc))
+            return None
+        self.session.set_config(config)
         worker = proposal_worker(self.session, self.current)
-        worker.yielded.connect(lambda p: self.proposal_controls.show_progress(*p))
-        worker.returned.connect(self._proposals_done)
-        worker.errored.connect(lambda e: self.message.setText(f"proposals failed: {e}"))
+        # Bound methods (not lambdas): Qt drops these connections if the panel is deleted.
+        self._job = {"image_id": self.current, "outcome": "cancelled"}
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._worker_error)
         worker.finished.connect(self._worker_finished)
         self.worker = worker
         self.proposal_controls.set_busy(True)
+        self.message.setText("")
         worker.start()
         return worker
 
     def cancel(self) -> None:
-        """Stop the running proposal job before it saves anything."""
+        """Stop the running proposal job before its next stage; nothing is saved."""
         if self.worker is not None:
             self.worker.quit()
-            self.message.setText("proposal computation cancelled")
+            self.proposal_controls.show_progress(0, 1, "cancelling…")
+
+    def _on_progress(self, p) -> None:
+        self.proposal_controls.show_progress(*p)
+        self.proposal_progress.emit(*p)
+
+    def _on_returned(self, image_id) -> None:
+        if image_id is not None:
+            self._job["outcome"] = "saved"
+            self._proposals_done(image_id)
+
+    def _worker_error(self, exc: BaseException) -> None:
+        self._job["outcome"] = "failed"
+        log.error("proposals failed", exc_info=exc)
+        self.message.setText(f"proposals failed: {exc}")
 
     def _worker_finished(self) -> None:
         self.worker = None
         self.proposal_controls.set_busy(False)
+        image_id, outcome = self._job["image_id"], self._job["outcome"]
+        if outcome == "cancelled":
+            self.message.setText("proposal computation cancelled: nothing was saved")
+        self.proposals_finished.emit(image_id, outcome)
 
     def _proposals_done(self, image_id: str) -> None:
         self.io.forget(image_id)
@@ -395,17 +425,25 @@ class AnnotationWidget(QWidget):
         if out:
             self.export(out)
 
-    def export(self, out_dir):
-        """Export the project's masks (same function as ``napari-wsss export``) in a worker."""
+    def export(self, out_dir, *, format: str | None = None):
+        """Export the corrected masks (gaps filled from the proposals) with the function
+        ``napari-wsss export`` runs, in a worker; returns the started worker."""
         if self.session is None:
             return None
         from napari_wsss.export import export_project
 
+        fmt = format or self.model_controls.export_format.currentText()
         self._flush()
-        worker = run_in_worker(export_project, self.session.project, Path(out_dir))
-        worker.returned.connect(lambda r: self.message.setText(f"exported to {out_dir}"))
-        worker.errored.connect(lambda e: self.message.setText(f"export failed: {e}"))
+        worker = run_in_worker(export_project, self.session.project, Path(out_dir), format=fmt)
+        worker.returned.connect(
+            lambda r: self.message.setText(f"exported {len(r.files)} masks to {r.out_dir}"
+                                           + (f"; {len(r.missing)} without masks" if r.missing else ""))
+        )
+        worker.errored.connect(lambda e: (log.error("export failed", exc_info=e),
+                                          self.message.setText(f"export failed: {e}")))
+        worker.finished.connect(lambda: self.model_controls.export_btn.setEnabled(True))
         self._export_worker = worker
+        self.model_controls.export_btn.setEnabled(False)
         worker.start()
         return worker
 

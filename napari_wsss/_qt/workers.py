@@ -18,42 +18,77 @@ from typing import Callable
 import numpy as np
 from napari.qt.threading import GeneratorWorker, thread_worker
 
-__all__ = ["proposal_job", "proposal_worker", "run_in_worker", "BackgroundIO"]
+__all__ = ["Cancelled", "proposal_job", "proposal_worker", "run_in_worker", "BackgroundIO"]
 
 log = logging.getLogger(__name__)
 
 
-def proposal_job(session, image_id: str):
-    """Generator: load the model, compute and save the proposals of one image.
+class Cancelled(Exception):
+    """Raised inside a job when its worker was asked to quit."""
+
+
+def proposal_job(session, image_id: str, *, report: Callable, should_stop: Callable[[], bool]):
+    """Generator: load the models, compute and save the proposals of one image.
+
+    Parameters
+    ----------
+    session : AnnotationSession
+    image_id : str
+    report : callable
+        ``report((step, total, text))``, called before each pipeline stage (from this
+        thread; the worker's ``yielded`` signal carries it to the GUI thread).
+    should_stop : callable
+        Checked before each stage; when true the job stops and saves nothing.
 
     Yields
     ------
     (int, int, str)
-        ``(step, total, description)`` before each step.
+        ``(step, total, description)`` before loading and before saving.
 
     Returns
     -------
-    str
-        ``image_id`` once the proposals are saved.
+    str or None
+        ``image_id`` once the proposals are saved; None when cancelled.
     """
-    yield (0, 3, "loading model")
+    config = session.config
+    stages = ["cam", *(getattr(config, "refine", None) or ("crf", "rw"))]
+    total = len(stages) + 2
+    yield (0, total, "loading models")
     session.pipeline()
-    yield (1, 3, f"computing proposals for {image_id}")
-    proposals = session.compute(image_id)
-    yield (2, 3, "saving proposals")
+
+    def on_stage(stage: str) -> None:
+        if should_stop():
+            raise Cancelled
+        step = 1 + (stages.index(stage) if stage in stages else len(stages) - 1)
+        report((step, total, f"{image_id}: {stage}"))
+
+    try:
+        proposals = session.compute(image_id, progress=on_stage)
+    except Cancelled:
+        return None
+    yield (total - 1, total, "saving proposals")
     session.store_proposals(image_id, proposals)
-    yield (3, 3, "done")
     return image_id
 
 
 def proposal_worker(session, image_id: str) -> GeneratorWorker:
-    """A not-yet-started napari worker running `proposal_job`."""
-    return thread_worker(proposal_job, start_thread=False)(session, image_id)
+    """A not-yet-started napari worker running `proposal_job`; ``quit()`` cancels it
+    before the next pipeline stage and nothing is saved. Errors (e.g. no trained
+    classifier) go to its ``errored`` signal."""
+    holder: list[GeneratorWorker] = []
+    worker = thread_worker(proposal_job, start_thread=False, ignore_errors=True)(
+        session, image_id,
+        report=lambda p: holder[0].yielded.emit(p),
+        should_stop=lambda: holder[0].abort_requested,
+    )
+    holder.append(worker)
+    return worker
 
 
 def run_in_worker(func: Callable, *args, **kwargs):
-    """A not-yet-started napari worker calling ``func(*args, **kwargs)``."""
-    return thread_worker(func, start_thread=False)(*args, **kwargs)
+    """A not-yet-started napari worker calling ``func(*args, **kwargs)``; errors go to its
+    ``errored`` signal (the panel shows them) instead of being raised in the GUI thread."""
+    return thread_worker(func, start_thread=False, ignore_errors=True)(*args, **kwargs)
 
 
 class BackgroundIO:

@@ -1,6 +1,7 @@
 """A small real project for the widget tests (seeded synthetic images, no model files)."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -36,3 +37,35 @@ def project(tmp_path):
 def synthetic_image():
     """``synthetic_image(rng, shape=(48, 64))`` -> the RGB test image of `make_image`."""
     return make_image
+
+
+class Ticker:
+    """Records the times a 10 ms Qt timer fires (it only fires while the event loop runs)."""
+
+    def __init__(self):
+        self.times = []
+        from qtpy.QtCore import QTimer
+
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.stop()
+
+    def count(self, start, end):
+        return sum(start <= x <= end for x in self.times)
+
+    def max_gap(self, start, end):
+        t = [start, *[x for x in self.times if start <= x <= end], end]
+        return float(np.max(np.diff(t)))
+
+
+@pytest.fixture
+def ticker(qapp):
+    """A 10 ms Qt timer recording when it fires; use as a context manager."""
+    return Ticker()

@@ -3,34 +3,12 @@
 import time
 
 import numpy as np
-from qtpy.QtCore import QTimer
 
 from napari_wsss._qt import AnnotationWidget
 from napari_wsss.store import Project
 
 
-class Ticker:
-    """Records the times a 10 ms Qt timer fires (it only fires while the event loop runs)."""
-
-    def __init__(self):
-        self.times = []
-        self.timer = QTimer()
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
-
-    def __enter__(self):
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.timer.stop()
-
-    def max_gap(self, start, end):
-        t = [start, *[x for x in self.times if start <= x <= end], end]
-        return float(np.max(np.diff(t)))
-
-
-def test_saving_a_large_image_does_not_block_the_event_loop(make_napari_viewer, qtbot, tmp_path):
+def test_saving_a_large_image_does_not_block_the_event_loop(make_napari_viewer, qtbot, tmp_path, ticker):
     rng = np.random.default_rng(0)
     project = Project.create(tmp_path / "big.zarr", ["a", "b"])
     h, w = 3000, 4000
@@ -42,7 +20,7 @@ def test_saving_a_large_image_does_not_block_the_event_loop(make_napari_viewer, 
     layer = widget.layers.corrections
     # noisy corrections compress badly: a slow write
     layer.data_setitem(np.nonzero(np.ones((h, w), bool)), rng.integers(0, 3, h * w).astype(np.uint8))
-    with Ticker() as ticks:
+    with ticker as ticks:
         t0 = time.perf_counter()
         widget.save_now()
         queued = time.perf_counter() - t0
