@@ -119,7 +119,8 @@ def _evaluate(args, train_proj, test_proj, test_ids) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     classes = list(test_proj.classes)
     model = load_classifier(train_proj, device, classes=classes)
-    version = train_proj.latest_checkpoint("classifier").stem
+    # The cache key names the training run; ``Path.stem`` of a checkpoint is always "checkpoint".
+    version = f"{train_proj.path.name}-{train_proj.checkpoints('classifier')[-1]}"
     cache = Path(args.work) / "cams"
     single_cfg = PipelineConfig(scales=(1.0,), flip=False, refine=(), max_side=args.max_side)
     tta_cfg = PipelineConfig(scales=tuple(args.scales), flip=not args.no_flip, refine=("crf", "rw"),
@@ -173,16 +174,17 @@ def _evaluate_segmenter(res: dict, seg_proj, test_proj, test_ids) -> None:
 
 
 def _table(res: dict, args) -> str:
-    s, cfg = res["scores"], res["tta_cfg"]
-    tta = f"scales {', '.join(f'{x:g}' for x in cfg.scales)}" + (" + flip" if cfg.flip else "")
-    rows = [("CAM (single scale)", "cam"), (f"+TTA ({tta})", "tta-cam"),
-            (f"+dCRF {json.dumps(cfg.crf) if cfg.crf else '(defaults)'}", "tta-crf"),
-            (f"+RW ({res['affinity']} affinity, {cfg.rw_input} input, {json.dumps(cfg.rw)})", "tta-rw")]
+    s, cfg, rows = res["scores"], res.get("tta_cfg"), []
+    if cfg is not None:
+        tta = f"scales {', '.join(f'{x:g}' for x in cfg.scales)}" + (" + flip" if cfg.flip else "")
+        rows = [("CAM (single scale)", "cam"), (f"+TTA ({tta})", "tta-cam"),
+                (f"+dCRF {json.dumps(cfg.crf) if cfg.crf else '(defaults)'}", "tta-crf"),
+                (f"+RW ({res['affinity']} affinity, {cfg.rw_input} input, {json.dumps(cfg.rw)})", "tta-rw")]
     if "seg" in s.conf:
         rows += [("supervised DeepLabV3+ MobileNetV2, image labels given (upper bound)", "seg"),
                  ("supervised DeepLabV3+ MobileNetV2, no labels", "seg-free")]
     out = [f"MSRC-v2, held-out {res['n']} images (seed {args.seed}, test fraction {args.test_fraction}); "
-           f"classifier mAP on the test split: {100 * res['mAP']:.1f}", "",
+           f"classifier mAP on the test split: {100 * res.get('mAP', float('nan')):.1f}", "",
            "| method | mIoU % | pixel acc. % |", "|---|---:|---:|"]
     for name, key in rows:
         sc = s.get(key)
@@ -212,6 +214,9 @@ def main(argv=None) -> int:
     p.add_argument("--rw", default="{}", help="JSON: radius, beta, t, stride of the random walk")
     p.add_argument("--rw-input", default="crf", choices=("crf", "cam"))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--only", default="all", choices=("all", "classifier", "segmenter"),
+                   help="train and score only one side (e.g. two processes in parallel; a later "
+                        "run with the same settings reuses both and prints the whole table)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -226,12 +231,15 @@ def main(argv=None) -> int:
     seg_over += args.seg_set
     train_proj = split_project(work / f"train-{tag}-e{args.epochs}-{_digest(cls_over)}", train_ids)
     test_proj = split_project(work / f"test-{tag}", test_ids)
-    _train_stage(train_proj, "classifier", cls_over, args.epochs, threads=args.threads, seed=args.seed)
-    res = _evaluate(args, train_proj, test_proj, test_ids)
-    print(_table(res, args), flush=True)
-    if args.seg_epochs > 0:
+    res = None
+    if args.only in ("all", "classifier"):
+        _train_stage(train_proj, "classifier", cls_over, args.epochs, threads=args.threads, seed=args.seed)
+        res = _evaluate(args, train_proj, test_proj, test_ids)
+        print(_table(res, args), flush=True)
+    if args.only in ("all", "segmenter") and args.seg_epochs > 0:
         seg_proj = _gt_project(work / f"gt-{tag}-e{args.seg_epochs}-{_digest(seg_over)}", train_ids)
         _train_stage(seg_proj, "segmenter", seg_over, args.seg_epochs, threads=args.threads, seed=args.seed)
+        res = res or dict(scores=_Scores(len(test_proj.classes)), secs={}, n=len(test_ids))
         _evaluate_segmenter(res, seg_proj, test_proj, test_ids)
     print()
     print(_table(res, args), flush=True)
