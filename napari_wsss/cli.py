@@ -93,12 +93,14 @@ def cmd_prelabel(args) -> int:
         pipe = Pipeline.from_project(project, config, device=args.device)
     report = prelabel(project, pipeline=pipe, force=args.force, rank=rank, world_size=world,
                       progress=not args.quiet)
+    by_rank = {0: list(report.done)}
     if world > 1:
         import torch.distributed as dist
 
         reports = [None] * world
         dist.all_gather_object(reports, report)
         _barrier(world)
+        by_rank = {r: list(rep.done) for r, rep in enumerate(reports)}
         if rank == 0:
             for other in reports[1:]:
                 report.done += other.done
@@ -107,6 +109,11 @@ def cmd_prelabel(args) -> int:
         dist.destroy_process_group()
     if rank == 0:
         print(report.summary())
+        if args.report:
+            Path(args.report).write_text(json.dumps(dict(
+                done=report.done, skipped=report.skipped, failed=report.failed,
+                done_by_rank=by_rank, ingest_errors=ingest_errors, seconds=report.seconds,
+            ), indent=2))
         for e in ingest_errors:
             print(f"  INGEST ERROR {e}")
     return 1 if (report.failed or ingest_errors) and not args.allow_failures else 0
@@ -173,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some images failed")
+    p.add_argument("--report", help="write a JSON report (done / skipped / failed, per rank) here")
     _add_pipeline_options(p)
 
     from trainer.cli import add_arguments as add_train_arguments

@@ -94,7 +94,7 @@ def run_demo(out: Path, *, open_viewer: bool = True, epochs: int = 12, device=No
     out.mkdir(parents=True, exist_ok=True)
     shapes = build_shapes_project(out, epochs=epochs, device=device)
     _say("computing CAMs (multi-scale + flip), dense CRF and random-walk masks")
-    config = PipelineConfig(max_side=None)
+    config = PipelineConfig(max_side=None, min_side=224)
     report = prelabel(shapes, config=config, progress=True, device=device)
     _say(report.summary())
     photos = build_photos_project(out)

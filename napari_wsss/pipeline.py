@@ -67,6 +67,9 @@ class PipelineConfig:
     max_side : int or None
         Inference resizes the image so its long side is at most this (masks come back
         at full size).
+    min_side : int or None
+        Inference enlarges smaller images so their short side is at least this (match
+        the classifier's training scale: a 128 px image trained at 224 px crops).
     """
 
     method: str = "cam"
@@ -79,6 +82,7 @@ class PipelineConfig:
     rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
     rw_input: str = "crf"
     max_side: int | None = 512
+    min_side: int | None = None
 
     def __post_init__(self):
         if self.method not in cam_engine.METHODS:
@@ -194,6 +198,9 @@ class Pipeline:
         scale = 1.0
         if self.config.max_side and max(h, w) > self.config.max_side:
             scale = self.config.max_side / max(h, w)
+        elif self.config.min_side and min(h, w) < self.config.min_side:
+            scale = self.config.min_side / min(h, w)
+        if scale != 1.0:
             x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", align_corners=False)
         cfg = self.config
         with torch.inference_mode(mode=cfg.method in ("cam", "scorecam")):
