@@ -70,14 +70,17 @@ def test_runner_cancel(qtbot):
 
 
 def test_widget_retrains_with_the_real_trainer(make_napari_viewer, qtbot, project):
-    """The panel's Retrain runs ``python -m trainer`` in a child process; the GUI shows its
-    JSON-lines progress and the session forgets its model when the trainer is done."""
+    """Retrain runs ``python -m trainer`` in a child process; the panel shows its JSON-lines
+    progress, and the next proposals use the model it wrote (before it there is none)."""
     from napari_wsss._qt import AnnotationWidget
 
     viewer = make_napari_viewer()
     widget = AnnotationWidget(viewer)
+    widget.proposal_controls.tta.setChecked(False)
     widget.open_project(project.path)
-    widget.session._pipeline, widget.session._pipeline_key = object(), "stale"
+    with qtbot.waitSignal(widget.proposals_finished, timeout=60000) as first:
+        widget.recompute()
+    assert first.args == ["a", "failed"]  # no classifier yet
     argv = train_command(project.path, "classifier", "--epochs", "1", "--batch-size", "2",
                          "--device", "cpu", "--set", "classifier.crop_size=32")
     seen = []
@@ -89,6 +92,9 @@ def test_widget_retrains_with_the_real_trainer(make_napari_viewer, qtbot, projec
     steps = [p for p in seen if p.get("event") == "step"]
     assert [p["step"] for p in steps] == [1, 2] and steps[-1]["steps"] == 2
     assert project.latest_checkpoint("classifier") is not None
-    assert widget.session._pipeline is None  # the next proposals load the new model
     assert widget.model_controls.retrain_btn.isEnabled()
     assert "done" in widget.model_controls.progress.format()
+    with qtbot.waitSignal(widget.proposals_finished, timeout=120000) as second:
+        widget.recompute()
+    assert second.args == ["a", "saved"], widget.message.text()
+    assert project.mask_stages("a") == ["cam", "crf", "rw"]

@@ -232,3 +232,22 @@ def test_heatmap_toggle_per_class_is_remembered(make_napari_viewer, qtbot, proje
     widget.show_image("b")  # no CAMs: no heatmap shown
     assert widget.layers.heatmaps == {}
     assert not any(layer.visible for layer in widget.layers.slots)
+
+
+def test_export_button_writes_the_corrected_masks(make_napari_viewer, qtbot, project, tmp_path):
+    from PIL import Image as PILImage
+
+    crf = _proposal((48, 64), 32, 0, 1)
+    project.write_mask("a", "crf", crf, model_version="v")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    widget.layers.corrections.brush_size = 1
+    widget.layers.corrections.paint((2, 2), 3)  # class 2 over the proposal's class 0
+    widget.model_controls.export_format.setCurrentText("png")
+    worker = widget.export(tmp_path / "out")
+    qtbot.waitUntil(lambda: widget.model_controls.export_btn.isEnabled(), timeout=30000)
+    assert "exported 1 masks" in widget.message.text(), widget.message.text()
+    png = np.asarray(PILImage.open(tmp_path / "out" / "a.png"))
+    expected = crf.copy()
+    expected[2, 2] = 2  # the stroke; every other pixel falls back to the proposal
+    np.testing.assert_array_equal(png, expected)
+    assert worker is not None
