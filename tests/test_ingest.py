@@ -11,7 +11,8 @@ from PIL import Image
 from napari_wsss.ingest import ingest_folder
 from napari_wsss.store import Project
 
-MSRC = Path("/work/shared/datasets/msrc_v2")
+# The shared datasets live beside the repository (``../shared``), in CI as here.
+MSRC = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msrc_v2"
 
 
 @pytest.fixture
