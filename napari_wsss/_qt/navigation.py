@@ -57,7 +57,7 @@ class NavigationPanel(QWidget):
         self.counts.setWordWrap(True)
         self.prev_btn = QPushButton("◀ prev")
         self.next_btn = QPushButton("next ▶")
-        self.unreviewed_btn = QPushButton("unreviewed ▶▶")
+        self.unreviewed_btn = QPushButton("unreviewed ▶")
         self.prev_btn.setToolTip("Previous image in the list (Alt+Left)")
         self.next_btn.setToolTip("Next image in the list (Alt+Right)")
         self.unreviewed_btn.setToolTip("Next new or prelabelled image (Alt+Down)")

@@ -82,7 +82,7 @@ def test_proposals_do_not_block_the_event_loop(make_napari_viewer, qtbot, tmp_pa
     project = Project.create(tmp_path / "p.zarr", ["disc", "square"])
     project.add_image("big", synthetic_image(np.random.default_rng(0), (240, 320)), [0, 1])
     _save_classifier(project)
-    viewer, widget = _open(make_napari_viewer, project)
+    viewer, widget = _open(make_napari_viewer, project, tta=True)  # 8 CAM passes: a long run
     _compute(qtbot, widget)  # loads the model and creates the layers (GUI work, not timed)
     steps = []
     widget.proposal_progress.connect(lambda i, n, text: steps.append((time.perf_counter(), text)))
