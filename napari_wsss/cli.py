@@ -68,7 +68,7 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_prelabel(args) -> int:
-    from .pipeline import Pipeline, prelabel
+    from .pipeline import Pipeline, checkpoint_version, prelabel
     from .store import Project
 
     rank, world = _distributed()
@@ -88,7 +88,7 @@ def cmd_prelabel(args) -> int:
 
         model = load_classifier(args.checkpoint, args.device, classes=project.classes)
         pipe = Pipeline(model, project.classes, project.background, config,
-                        model_version=Path(args.checkpoint).stem)
+                        model_version=checkpoint_version(args.checkpoint))
     else:
         pipe = Pipeline.from_project(project, config, device=args.device)
     report = prelabel(project, pipeline=pipe, force=args.force, rank=rank, world_size=world,

@@ -30,6 +30,7 @@ __all__ = [
     "Proposals",
     "Pipeline",
     "save_proposals",
+    "checkpoint_version",
     "prelabel",
     "PrelabelReport",
 ]
@@ -184,8 +185,9 @@ class Pipeline:
             affinity = load_affinity(project, device)
         if project.latest_checkpoint("segmenter") is not None:
             segmenter = load_segmenter(project, device)
-        return cls(model, project.classes, project.background, config, model_version=path.stem,
-                   affinity=affinity, segmenter=segmenter, device=device)
+        return cls(model, project.classes, project.background, config,
+                   model_version=checkpoint_version(path), affinity=affinity, segmenter=segmenter,
+                   device=device)
 
     # -- one image -----------------------------------------------------------------
     def cams(self, image: np.ndarray, labels: Sequence[int]) -> np.ndarray:
@@ -258,6 +260,14 @@ class Pipeline:
     def run_batch(self, images: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> list[Proposals]:
         """:meth:`run` for several images (the CAM pass of each image covers all its labels)."""
         return [self.run(img, lab) for img, lab in zip(images, labels)]
+
+
+def checkpoint_version(path) -> str:
+    """The version id of a checkpoint file: its project node name (``classifier-0003``) or file stem."""
+    from pathlib import Path
+
+    path = Path(path)
+    return path.parent.name if path.name == "checkpoint.pt" else path.stem
 
 
 def save_proposals(project, image_id: str, proposals: Proposals, *, status: bool = True) -> None:

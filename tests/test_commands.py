@@ -71,6 +71,7 @@ def test_prelabel_under_torchrun_does_every_image_exactly_once(folder):
     project = Project.open(folder / "p.zarr", "r")
     for i in range(6):
         assert project.status(f"im{i}").status == "prelabelled"
+        assert project.status(f"im{i}").model_version == "classifier-0001"
         assert set(project.mask_stages(f"im{i}")) == {"cam", "crf"}
 
     # A second run skips everything already done.
