@@ -291,8 +291,13 @@ def _coerce(tp, value, where: str):
         if len(value) != len(args):
             raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
         return tuple(_coerce(a, v, where) for a, v in zip(args, value))
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)  # YAML 1.1 reads "3e-4" (no dot) as a string
+        except ValueError:
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
     if tp is bool and not isinstance(value, bool):
         raise ValueError(f"{where}: expected true/false, got {value!r}")
     if tp in (int, str) and (not isinstance(value, tp) or isinstance(value, bool)):

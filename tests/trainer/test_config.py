@@ -48,3 +48,11 @@ def test_overrides():
 def test_unknown_stage_lists_valid():
     with pytest.raises(ValueError, match="valid stages: affinity, classifier, segmenter"):
         TrainConfig().stage("crf")
+
+
+def test_float_keys_take_yaml_exponents_and_reject_words():
+    # YAML 1.1 reads 3e-4 (no dot) as a string; it is still a learning rate.
+    cfg = apply_overrides(TrainConfig(), ["classifier.lr=3e-4"])
+    assert cfg.classifier.lr == 0.0003 and isinstance(cfg.classifier.lr, float)
+    with pytest.raises(ValueError, match="expected a number, got 'fast'"):
+        apply_overrides(TrainConfig(), ["classifier.lr=fast"])
