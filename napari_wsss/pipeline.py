@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from . import cams as cam_engine
-from .models import Classifier, to_tensor
+from .models import to_tensor
 from .refine.background import labels_from_scores, scores_with_background
 from .refine.crf import crf_refine
 from .refine.random_walk import build_affinity, random_walk_refine

@@ -20,7 +20,6 @@ from collections import Counter
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from napari_wsss.models.affinity import AffinityNet, affinity_loss, affinity_loss_terms, pair_affinity
 from napari_wsss.refine import AffinityTargets, confident_labels, downsample_labels, pair_targets
@@ -28,7 +27,14 @@ from napari_wsss.refine import AffinityTargets, confident_labels, downsample_lab
 from .checkpoint import CheckpointError
 from .config import AffinityConfig
 from .data import IGNORE, ImageDataset, Source, build_transform
-from .stage import Stage, TrainingDataError, freeze_batchnorm, load_weights, pick_device, resolve_checkpoint
+from .stage import (
+    Stage,
+    TrainingDataError,
+    TrainingModule,
+    load_weights,
+    pick_device,
+    resolve_checkpoint,
+)
 
 __all__ = [
     "AffinityModule",
@@ -41,23 +47,12 @@ __all__ = [
 ]
 
 
-class AffinityModule(nn.Module):
+class AffinityModule(TrainingModule):
     """``forward(x) -> features (B, D, h, w)`` of an :class:`AffinityNet`; optionally
     freezes the backbone's BatchNorm (as the paper's ResNet-38 does)."""
 
     def __init__(self, net: AffinityNet, *, freeze_bn: bool = False):
-        super().__init__()
-        self.net = net
-        self._frozen = freeze_batchnorm(net.backbone) if freeze_bn else []
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in self._frozen:
-            m.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        super().__init__(net, frozen_part=net.backbone if freeze_bn else None)
 
 
 def grid_pair_targets(masks, grid: tuple[int, int], radius: int, *,

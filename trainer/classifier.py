@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn.utils import parametrize
 
 from napari_wsss.models import Classifier, get_spec
@@ -17,7 +16,7 @@ from .losses import ClassifierLoss, apply_kernel_usage, merge_tiles, tile_images
 from .stage import (
     Stage,
     TrainingDataError,
-    freeze_batchnorm,
+    TrainingModule,
     load_weights,
     pick_device,
     resolve_checkpoint,
@@ -26,7 +25,7 @@ from .stage import (
 __all__ = ["ClassifierModule", "build_classifier_stage", "load_classifier", "MeanAveragePrecision"]
 
 
-class ClassifierModule(nn.Module):
+class ClassifierModule(TrainingModule):
     """Training view of a :class:`~napari_wsss.models.Classifier`.
 
     ``forward(x)`` returns ``{"logits", "cams"}`` from one pass, plus ``"merged_cams"``
@@ -35,16 +34,8 @@ class ClassifierModule(nn.Module):
     """
 
     def __init__(self, net: Classifier, *, puzzle_pieces: int = 0, freeze_bn: bool = False):
-        super().__init__()
-        self.net = net
+        super().__init__(net, frozen_part=net.backbone if freeze_bn else None)
         self.puzzle_pieces = puzzle_pieces
-        self._frozen = freeze_batchnorm(net.backbone) if freeze_bn else []
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in self._frozen:
-            m.eval()
-        return self
 
     def forward(self, x: torch.Tensor) -> dict:
         logits, cams = self.net.forward_with_cams(x)

@@ -12,7 +12,14 @@ from napari_wsss.models.transforms import to_tensor
 
 from .config import SegmenterConfig
 from .data import IGNORE, ImageDataset, Source, build_transform
-from .stage import Stage, TrainingDataError, freeze_batchnorm, load_weights, pick_device, resolve_checkpoint
+from .stage import (
+    Stage,
+    TrainingDataError,
+    TrainingModule,
+    load_weights,
+    pick_device,
+    resolve_checkpoint,
+)
 
 __all__ = [
     "build_segmenter",
@@ -57,22 +64,11 @@ def build_segmenter(encoder: str, num_classes: int, *, weights: str | None = Non
     return model
 
 
-class SegmenterModule(nn.Module):
+class SegmenterModule(TrainingModule):
     """``forward(x) -> logits (B, C, H, W)``; optionally freezes the encoder's BatchNorm."""
 
     def __init__(self, net: nn.Module, *, freeze_bn: bool = False):
-        super().__init__()
-        self.net = net
-        self._frozen = freeze_batchnorm(net.encoder) if freeze_bn else []
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for m in self._frozen:
-            m.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        super().__init__(net, frozen_part=net.encoder if freeze_bn else None)
 
 
 class SegmentationLoss:

@@ -11,7 +11,7 @@ from torch import nn
 
 from .checkpoint import check_classes, read_checkpoint
 
-__all__ = ["Stage", "freeze_batchnorm", "open_project", "resolve_checkpoint", "TrainingDataError"]
+__all__ = ["Stage", "TrainingModule", "freeze_batchnorm", "open_project", "resolve_checkpoint", "TrainingDataError"]
 
 
 class TrainingDataError(ValueError):
@@ -64,6 +64,25 @@ def freeze_batchnorm(module: nn.Module) -> list[nn.Module]:
         for p in m.parameters():
             p.requires_grad_(False)
     return layers
+
+
+class TrainingModule(nn.Module):
+    """Training view of a model: ``forward`` calls it; the BatchNorm layers of
+    ``frozen_part`` (if given) have frozen affine parameters and stay in eval mode."""
+
+    def __init__(self, net: nn.Module, *, frozen_part: nn.Module | None = None):
+        super().__init__()
+        self.net = net
+        self._frozen = freeze_batchnorm(frozen_part) if frozen_part is not None else []
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self._frozen:
+            m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor):
+        return self.net(x)
 
 
 def open_project(path: str | Path, mode: str = "r"):
