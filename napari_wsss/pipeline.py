@@ -257,10 +257,6 @@ class Pipeline:
         # Scores already hold the background slice (if any): walk them as they are.
         return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw).mask
 
-    def run_batch(self, images: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> list[Proposals]:
-        """:meth:`run` for several images (the CAM pass of each image covers all its labels)."""
-        return [self.run(img, lab) for img, lab in zip(images, labels)]
-
 
 def checkpoint_version(path) -> str:
     """The version id of a checkpoint file: its project node name (``classifier-0003``) or file stem."""
