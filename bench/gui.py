@@ -112,14 +112,11 @@ def _save_classifier(project, backbone: str = "mobilenet_v2") -> None:
     import torch
 
     from napari_wsss.models import Classifier
+    from trainer import save_classifier
 
     torch.manual_seed(0)
     net = Classifier(backbone, len(project.classes), weights="IMAGENET1K_V1")
-    project.save_checkpoint("classifier", dict(
-        model=net.state_dict(), optimizer={}, scheduler={}, epoch=0, step=0, config={},
-        classes=list(project.classes), background=project.background, backbone=backbone,
-        stage="classifier",
-    ))
+    save_classifier(project, net)
 
 
 def bench_proposals(project, repeats: int, *, tta: bool) -> tuple[float, dict, str]:

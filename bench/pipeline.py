@@ -29,15 +29,14 @@ def make_project(path: Path, n: int) -> None:
     from napari_wsss.models import Classifier
     from napari_wsss.sample import SHAPES_CLASSES, make_shapes
     from napari_wsss.store import Project
+    from trainer import save_classifier
 
     project = Project.create(path, SHAPES_CLASSES[1:], background=True)
     for s in make_shapes(n, size=160, seed=1):
         project.add_image(s.image_id, s.image, s.labels)
     torch.manual_seed(0)
     model = Classifier("mobilenet_v2", len(project.classes), weights="IMAGENET1K_V1")
-    project.save_checkpoint("classifier", dict(
-        model=model.state_dict(), epoch=0, step=0, config={}, classes=project.classes,
-        background=project.background, backbone="mobilenet_v2", stage="classifier"))
+    save_classifier(project, model)
 
 
 def run_size(n: int, workdir: Path, refine: str) -> dict:

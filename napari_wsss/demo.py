@@ -59,6 +59,8 @@ def build_shapes_project(out: Path, *, epochs: int = 12, device=None):
 
 def build_photos_project(out: Path):
     """The ImageNet photo sample with an untrained ImageNet-head classifier checkpoint."""
+    from trainer import save_classifier
+
     from .models import Classifier
     from .sample import load_photos
     from .store import Project
@@ -72,10 +74,7 @@ def build_photos_project(out: Path):
     for s in samples:
         project.add_image(s.image_id, s.image, s.labels, source=f"skimage.data.{s.image_id}")
     model = Classifier.from_imagenet("mobilenet_v2", [rows[c] for c in classes])
-    project.save_checkpoint("classifier", dict(
-        model=model.state_dict(), epoch=0, step=0, config={}, classes=list(classes),
-        background=None, backbone="mobilenet_v2", stage="classifier",
-    ))
+    save_classifier(project, model)
     return project
 
 

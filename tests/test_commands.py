@@ -15,6 +15,7 @@ from skimage.io import imsave
 from napari_wsss.cli import build_parser
 from napari_wsss.models import Classifier
 from napari_wsss.store import Project
+from trainer import save_classifier
 
 
 def _run(*args, **kw):
@@ -47,9 +48,7 @@ def _with_classifier(path):
     project = Project.create(path, ["red", "blue"], background=True)
     torch.manual_seed(0)
     model = Classifier("mobilenet_v3_small", 3, weights=None)
-    project.save_checkpoint("classifier", dict(
-        model=model.state_dict(), epoch=0, step=0, config={}, classes=project.classes,
-        background=0, backbone="mobilenet_v3_small", stage="classifier"))
+    save_classifier(project, model)
     return project
 
 

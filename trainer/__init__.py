@@ -13,7 +13,7 @@ Public API::
 
 from .affinity import load_affinity
 from .checkpoint import CheckpointError, DirectoryCheckpoints
-from .classifier import load_classifier
+from .classifier import load_classifier, save_classifier
 from .config import (
     AffinityConfig,
     ClassifierConfig,
@@ -44,6 +44,7 @@ __all__ = [
     "fit",
     "load_affinity",
     "load_classifier",
+    "save_classifier",
     "load_config",
     "load_segmenter",
     "predict_segmenter",

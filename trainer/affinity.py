@@ -26,7 +26,7 @@ from napari_wsss.refine import AffinityTargets, confident_labels, downsample_lab
 
 from .checkpoint import CheckpointError
 from .config import AffinityConfig
-from .data import IGNORE, ImageDataset, Source, build_transform
+from .data import IGNORE, Source, stage_datasets
 from .stage import (
     Stage,
     TrainingDataError,
@@ -223,13 +223,7 @@ def build_affinity_stage(source: Source, cfg: AffinityConfig, train_ids, val_ids
     net = AffinityNet(cfg.backbone, cfg.weights, radius=cfg.radius)
     module = AffinityModule(net, freeze_bn=cfg.freeze_bn)
     targets = _ConfidentTargets(method, cfg)
-    aug = dict(scale_range=cfg.scale_range, hflip=cfg.hflip, color_jitter=cfg.color_jitter)
-    train_set = ImageDataset(source, train_ids, targets,
-                             build_transform(cfg.crop_size, train=True, **aug), seed=seed)
-    val_set = None
-    if val_ids:
-        val_set = ImageDataset(source, val_ids, targets,
-                               build_transform(cfg.crop_size, train=False), seed=seed)
+    train_set, val_set = stage_datasets(source, train_ids, val_ids, targets, cfg, seed=seed)
     backbone, head = net.parameter_groups()
     groups = [
         {"params": [p for p in backbone if p.requires_grad], "lr_mult": 1.0},

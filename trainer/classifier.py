@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 from napari_wsss.models import Classifier, get_spec
 
 from .config import ClassifierConfig
-from .data import IGNORE, ImageDataset, Source, build_transform
+from .data import IGNORE, Source, stage_datasets
 from .losses import ClassifierLoss, apply_kernel_usage, merge_tiles, tile_images
 from .stage import (
     Stage,
@@ -22,7 +22,13 @@ from .stage import (
     resolve_checkpoint,
 )
 
-__all__ = ["ClassifierModule", "build_classifier_stage", "load_classifier", "MeanAveragePrecision"]
+__all__ = [
+    "ClassifierModule",
+    "build_classifier_stage",
+    "load_classifier",
+    "save_classifier",
+    "MeanAveragePrecision",
+]
 
 
 class ClassifierModule(TrainingModule):
@@ -132,13 +138,7 @@ def build_classifier_stage(source: Source, cfg: ClassifierConfig, train_ids, val
     train_ids = _trainable_ids(source, train_ids)
     val_ids = [i for i in val_ids if len(source.image_labels(i)) or bg is not None]
     targets = _classifier_targets(len(classes), bg)
-    aug = dict(scale_range=cfg.scale_range, hflip=cfg.hflip, color_jitter=cfg.color_jitter)
-    train_set = ImageDataset(source, train_ids, targets,
-                             build_transform(cfg.crop_size, train=True, **aug), seed=seed)
-    val_set = None
-    if val_ids:
-        val_set = ImageDataset(source, val_ids, targets,
-                               build_transform(cfg.crop_size, train=False), seed=seed)
+    train_set, val_set = stage_datasets(source, train_ids, val_ids, targets, cfg, seed=seed)
     groups = [
         {"params": [p for p in net.backbone.parameters() if p.requires_grad], "lr_mult": 1.0},
         {"params": list(net.head.parameters()), "lr_mult": cfg.head_lr_mult},
@@ -170,6 +170,15 @@ class MeanAveragePrecision:
         t = np.concatenate(self.targets)[:, self.classes] > 0.5
         aps = [average_precision_score(t[:, k], s[:, k]) for k in range(t.shape[1]) if t[:, k].any()]
         return {"mAP": float(np.mean(aps)) if aps else float("nan"), "images": int(t.shape[0])}
+
+
+def save_classifier(project, net: Classifier) -> str:
+    """Store a classifier not trained here (an ImageNet head, a model trained elsewhere) as the
+    project's latest classifier checkpoint; returns its version id."""
+    return project.save_checkpoint("classifier", dict(
+        model=net.state_dict(), epoch=0, step=0, config={}, classes=list(project.classes),
+        background=project.background, backbone=net.backbone_name, stage="classifier",
+    ))
 
 
 def load_classifier(project_or_checkpoint, device=None, *, classes=None) -> Classifier:

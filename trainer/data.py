@@ -27,6 +27,7 @@ from napari_wsss.models.backbones import IMAGENET_MEAN
 from napari_wsss.models.transforms import to_rgb_float
 
 __all__ = [
+    "stage_datasets",
     "IGNORE",
     "Source",
     "MemorySource",
@@ -254,3 +255,16 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         return max(len(self._base) - self.skip, 0)
+
+
+def stage_datasets(source, train_ids, val_ids, targets, cfg, *, seed: int = 0):
+    """Train set (augmented as ``cfg`` says) and validation set (``None`` without ``val_ids``)
+    of a stage: the one place the stages build their datasets."""
+    aug = dict(scale_range=cfg.scale_range, hflip=cfg.hflip, color_jitter=cfg.color_jitter)
+    train_set = ImageDataset(source, train_ids, targets,
+                             build_transform(cfg.crop_size, train=True, **aug), seed=seed)
+    val_set = None
+    if val_ids:
+        val_set = ImageDataset(source, val_ids, targets,
+                               build_transform(cfg.crop_size, train=False), seed=seed)
+    return train_set, val_set

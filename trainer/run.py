@@ -280,14 +280,6 @@ def train(project_path, stage: str = "classifier", config: TrainConfig | None = 
     if stage not in valid:
         raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(valid)}")
     config = config or TrainConfig()
-    if stage == "all":
-        try:
-            from napari_wsss.pipeline import prelabel  # noqa: F401  (needed between stages)
-        except ImportError as e:
-            raise NotImplementedError(
-                f"--stage all needs napari_wsss.pipeline.prelabel to regenerate pseudo-masks "
-                f"({e}); train the stages one by one meanwhile"
-            ) from e
     project = open_project(project_path, "r+")
     rt = setup_runtime(config.device, amp=config.amp)
     results: dict[str, FitResult] = {}

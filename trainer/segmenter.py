@@ -11,7 +11,7 @@ from napari_wsss.metrics import confusion_matrix, segmentation_scores
 from napari_wsss.models.transforms import to_tensor
 
 from .config import SegmenterConfig
-from .data import IGNORE, ImageDataset, Source, build_transform
+from .data import IGNORE, Source, stage_datasets
 from .stage import (
     Stage,
     TrainingDataError,
@@ -128,13 +128,7 @@ def build_segmenter_stage(source: Source, cfg: SegmenterConfig, train_ids, val_i
     net = build_segmenter(cfg.encoder, len(classes), weights=cfg.weights)
     module = SegmenterModule(net, freeze_bn=cfg.freeze_bn)
     targets = _segmenter_targets(stages, len(classes))
-    aug = dict(scale_range=cfg.scale_range, hflip=cfg.hflip, color_jitter=cfg.color_jitter)
-    train_set = ImageDataset(source, train_ids, targets,
-                             build_transform(cfg.crop_size, train=True, **aug), seed=seed)
-    val_set = None
-    if val_ids:
-        val_set = ImageDataset(source, val_ids, targets,
-                               build_transform(cfg.crop_size, train=False), seed=seed)
+    train_set, val_set = stage_datasets(source, train_ids, val_ids, targets, cfg, seed=seed)
     enc = {id(p) for p in net.encoder.parameters()}
     groups = [
         {"params": [p for p in net.encoder.parameters() if p.requires_grad], "lr_mult": 1.0},

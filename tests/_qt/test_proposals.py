@@ -8,16 +8,13 @@ from napari_wsss._qt import AnnotationWidget
 from napari_wsss._qt._labels import class_to_layer
 from napari_wsss.models import Classifier
 from napari_wsss.store import Project
+from trainer import save_classifier
 
 
 def _save_classifier(project, backbone="mobilenet_v2"):
     torch.manual_seed(0)
     net = Classifier(backbone, len(project.classes), weights=None)
-    return project.save_checkpoint("classifier", dict(
-        model=net.state_dict(), optimizer={}, scheduler={}, epoch=0, step=0, config={},
-        classes=list(project.classes), background=project.background, backbone=backbone,
-        stage="classifier",
-    ))
+    return save_classifier(project, net)
 
 
 @pytest.fixture
