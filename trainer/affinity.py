@@ -21,12 +21,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_wsss.models.affinity import AffinityNet, affinity_loss, affinity_loss_terms, pair_affinity
+from napari_wsss.models.affinity import AffinityNet, affinity_loss_terms, pair_affinity
 from napari_wsss.refine import AffinityTargets, confident_labels, downsample_labels, pair_targets
 
 from .checkpoint import CheckpointError
 from .config import AffinityConfig
 from .data import IGNORE, Source, stage_datasets
+from .distributed import batch_share
 from .stage import (
     Stage,
     TrainingDataError,
@@ -93,11 +94,24 @@ class AffinityLoss:
         targets = grid_pair_targets(batch["mask"], features.shape[-2:], self.radius,
                                     background=self.background).to(features.device)
         aff = pair_affinity(features.float(), self.radius)
-        loss = affinity_loss(aff, targets, background=self.background is not None)
-        with torch.no_grad():
-            terms = affinity_loss_terms(aff.detach(), targets)
+        terms = affinity_loss_terms(aff, targets, eps=_EPS)
         names = ("bg_pos", "fg_pos", "neg") if self.background is not None else ("fg_pos", "neg")
-        return loss, {k: terms[k] for k in names}
+        parts = {k: terms[k].detach() for k in names}
+        # under DDP: normalise by the pair counts of the global batch, as one process does
+        share = batch_share(torch.stack([terms[c] for _, c in _TERMS]), eps=_EPS)
+        terms.update({k: terms[k] * share[i].to(terms[k].dtype) for i, (k, _) in enumerate(_TERMS)})
+        return _combine(terms, background=self.background is not None), parts
+
+
+_EPS = 1e-5  # affinity_loss's default, as in the paper's code
+_TERMS = (("bg_pos", "bg_count"), ("fg_pos", "fg_count"), ("neg", "neg_count"))
+
+
+def _combine(terms: dict, *, background: bool) -> torch.Tensor:
+    """:func:`~napari_wsss.models.affinity.affinity_loss`'s weighting of the three terms."""
+    if background:
+        return terms["bg_pos"] / 4 + terms["fg_pos"] / 4 + terms["neg"] / 2
+    return terms["fg_pos"] / 2 + terms["neg"] / 2
 
 
 class AffinityPairMetric:

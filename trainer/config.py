@@ -213,9 +213,15 @@ class TrainConfig:
         ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     amp : bool
         Mixed precision: fp16 + GradScaler on CUDA, bf16 autocast on CPU.
+    amp_dtype : {"auto", "float16", "bfloat16"}
+        Autocast dtype when ``amp`` is on; ``"auto"`` is the default just described,
+        ``"bfloat16"`` (no scaler) suits GPUs from Ampere on.
     channels_last : bool
+        NHWC memory format for the model and its input batches.
     compile : bool
         ``torch.compile`` the training module.
+    compile_backend : str
+        ``torch.compile`` backend (``"inductor"``; ``"aot_eager"`` / ``"eager"`` to debug).
     num_workers : int
     pin_memory : bool
     seed : int
@@ -235,8 +241,10 @@ class TrainConfig:
 
     device: str = "auto"
     amp: bool = False
+    amp_dtype: str = "auto"
     channels_last: bool = False
     compile: bool = False
+    compile_backend: str = "inductor"
     num_workers: int = 0
     pin_memory: bool = True
     seed: int = 0

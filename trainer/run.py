@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader
 from .checkpoint import check_classes, read_checkpoint
 from .config import TrainConfig, config_to_dict, save_config
 from .data import EpochSampler, split_ids
-from .distributed import Runtime, setup_runtime, teardown
+from .distributed import Runtime, setup_runtime, sync_batchnorm, teardown
 from .loop import ProgressLogger, evaluate, train_one_epoch
-from .stage import Stage, open_project
+from .stage import Stage, load_weights, open_project
 
 __all__ = ["fit", "train", "FitResult", "STAGES", "build_stage", "make_scheduler"]
 
@@ -137,7 +137,7 @@ def fit(source, stage: str, config: TrainConfig | None = None, *, checkpoints,
     config = config or TrainConfig()
     scfg = config.stage(stage)
     own_runtime = runtime is None
-    rt = runtime or setup_runtime(config.device, amp=config.amp)
+    rt = runtime or setup_runtime(config.device, amp=config.amp, amp_dtype=config.amp_dtype)
     try:
         return _fit(source, stage, config, scfg, rt, checkpoints, log_dir, stream)
     finally:
@@ -178,7 +178,7 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
         if path is not None:
             state = read_checkpoint(path, stage=stage, map_location=rt.device)
             check_classes(state, st.classes, path=path, what=f"project {getattr(source, 'path', '')}")
-            st.model.load_state_dict(state["model"])
+            load_weights(st.model, state["model"], path=path)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
@@ -189,10 +189,11 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
 
     module = st.module
     if rt.distributed:
+        module = sync_batchnorm(module, rt)
         ids = [rt.device.index] if rt.device.type == "cuda" else None
         module = DistributedDataParallel(module, device_ids=ids)
     if config.compile:
-        module = torch.compile(module)
+        module = torch.compile(module, backend=config.compile_backend)
 
     writer, run_dir = None, None
     if rt.is_main:
@@ -281,7 +282,7 @@ def train(project_path, stage: str = "classifier", config: TrainConfig | None = 
         raise ValueError(f"unknown stage {stage!r}; valid stages: {', '.join(valid)}")
     config = config or TrainConfig()
     project = open_project(project_path, "r+")
-    rt = setup_runtime(config.device, amp=config.amp)
+    rt = setup_runtime(config.device, amp=config.amp, amp_dtype=config.amp_dtype)
     results: dict[str, FitResult] = {}
     try:
         order = list(STAGES) if stage == "all" else [stage]

@@ -12,6 +12,7 @@ from napari_wsss.models.transforms import to_tensor
 
 from .config import SegmenterConfig
 from .data import IGNORE, Source, stage_datasets
+from .distributed import batch_share
 from .stage import (
     Stage,
     TrainingDataError,
@@ -72,13 +73,19 @@ class SegmenterModule(TrainingModule):
 
 
 class SegmentationLoss:
-    """Cross-entropy over labelled pixels (``ignore_index=255``); 0 for an empty batch."""
+    """Cross-entropy over labelled pixels (``ignore_index=255``); 0 for an empty batch.
+
+    Under DDP the mean is over the labelled pixels of the global batch (exactly one
+    process's loss when every process has labelled pixels).
+    """
 
     def __call__(self, logits: torch.Tensor, batch: dict):
         mask = batch["mask"]
         ce = F.cross_entropy(logits.float(), mask, ignore_index=IGNORE, reduction="sum")
-        loss = ce / (mask != IGNORE).sum().clamp(min=1)
-        return loss, {"ce": loss.detach()}
+        count = (mask != IGNORE).sum().clamp(min=1)
+        loss = ce / count
+        share = batch_share(count[None])[0].to(loss.dtype)
+        return loss * share, {"ce": loss.detach()}
 
 
 def _segmenter_targets(stages: tuple[str, ...], num_classes: int):

@@ -73,12 +73,14 @@ class TrainingModule(nn.Module):
     def __init__(self, net: nn.Module, *, frozen_part: nn.Module | None = None):
         super().__init__()
         self.net = net
-        self._frozen = freeze_batchnorm(frozen_part) if frozen_part is not None else []
+        frozen = {id(m) for m in freeze_batchnorm(frozen_part)} if frozen_part is not None else set()
+        # by name, so the layers stay frozen when replaced (SyncBatchNorm conversion)
+        self._frozen = [name for name, m in self.named_modules() if id(m) in frozen]
 
     def train(self, mode: bool = True):
         super().train(mode)
-        for m in self._frozen:
-            m.eval()
+        for name in self._frozen:
+            self.get_submodule(name).eval()
         return self
 
     def forward(self, x: torch.Tensor):

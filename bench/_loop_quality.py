@@ -1,0 +1,154 @@
+"""Correction quality on MSRC-v2 for ``bench/loop.py --quality`` (one or several seeds)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _msrc import read_gt, split_ids, split_project
+from quality import TUNED_CRF, _digest, _log, _pipeline, _Scores, _train_stage
+
+from napari_wsss.models import to_tensor
+from napari_wsss.pipeline import PipelineConfig
+from trainer import load_classifier
+from trainer.classifier import MeanAveragePrecision
+
+__all__ = ["correction_quality", "summarize_seeds", "quality_table"]
+
+
+def _corrected_project(path, train_ids, corrected):
+    """Train-split project whose images ``corrected`` carry their ground truth as corrections.
+
+    Every other image has none (a reused project is checked, so a cached run cannot mix
+    correction sets).
+    """
+    project = split_project(path, train_ids)
+    wanted = set(corrected)
+    for i in train_ids:
+        has = bool(np.any(np.asarray(project.read_corrections(i)) != 255))
+        if i in wanted and not has:
+            project.write_corrections(i, read_gt(i))
+        elif i not in wanted and has:
+            raise RuntimeError(f"{project.path}: image {i!r} has corrections but should not; "
+                               "delete the project folder to rebuild it")
+    return project
+
+
+def _score_run(train_proj, test_proj, test_ids, *, cfg, cache_root) -> dict:
+    """Classifier mAP and CAM+TTA / +CRF mIoU of one trained project on the test split."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    classes = list(test_proj.classes)
+    model = load_classifier(train_proj, device, classes=classes)
+    version = f"{train_proj.path.name}-{train_proj.checkpoints('classifier')[-1]}"
+    pipe, cache = _pipeline(model, classes, version, cfg, cache_root,
+                            "tta-" + "-".join(f"{s:g}" for s in cfg.scales) + ("-flip" * cfg.flip))
+    scores, amap = _Scores(len(classes)), MeanAveragePrecision(list(range(len(classes))))
+    for image_id in test_ids:
+        image, labels, gt = test_proj.image(image_id), test_proj.image_labels(image_id), read_gt(image_id)
+        y = torch.zeros(1, len(classes))
+        y[0, labels] = 1
+        with torch.inference_mode():
+            amap.update({"logits": model(to_tensor(image, device))}, {"labels": y})
+        cache.image_id = image_id
+        props = pipe.run(image, labels)
+        scores.add("cam", props.masks["cam"], gt)
+        scores.add("crf", props.masks["crf"], gt)
+    return {"mAP": amap.compute()["mAP"], "cam": scores.get("cam").miou, "crf": scores.get("crf").miou}
+
+
+def correction_quality(*, work="/tmp/wsss-loop", fractions=(0.0, 0.05, 0.2), epochs=6,
+                       subset=None, seed=0, test_fraction=0.3, crop=224, batch=16,
+                       pixel_weight=0.1, scales=None, crf=None, max_side=512,
+                       threads=2) -> list[dict]:
+    """MSRC-v2: pseudo-mask quality after training with corrections on a share of the images.
+
+    The 70/30 split of ``bench/quality.py`` (same ``seed``); one classifier per entry of
+    ``fractions``, trained on the image labels of the train split plus the ground-truth masks
+    of ``round(fraction * n_train)`` of its images written with ``Project.write_corrections``
+    (a stand-in for an annotator; the sets are nested: the first images of one seeded
+    permutation). The classifier stage uses them through its pixel loss on the CAMs
+    (``classifier.pixel_weight``). Each run is scored on the test split: classifier mAP,
+    mIoU of the TTA CAMs and of their dense-CRF refinement (``TUNED_CRF`` unless ``crf``).
+    Projects, checkpoints and CAMs are cached under ``work``.
+
+    Returns
+    -------
+    list of dict
+        One per fraction: ``fraction``, ``corrected`` (images), ``mAP``, ``cam``, ``crf``
+        (mIoU in [0, 1]), ``train_s`` (seconds of training, 0 when reused).
+    """
+    work = Path(work)
+    torch.set_num_threads(threads)
+    train_ids, test_ids = split_ids(test_fraction=test_fraction, seed=seed, subset=subset)
+    tag = f"s{seed}-n{len(train_ids)}"
+    _log(f"split: {len(train_ids)} train / {len(test_ids)} test images; work dir {work}")
+    test_proj = split_project(work / f"test-{tag}", test_ids)
+    order = [train_ids[i] for i in np.random.default_rng(seed).permutation(len(train_ids))]
+    over = [f"classifier.{k}" for k in ("optimizer=adamw", "lr=0.0003", "head_lr_mult=10",
+                                        f"batch_size={batch}", f"crop_size={crop}",
+                                        f"pixel_weight={pixel_weight}")]
+    cfg = PipelineConfig(scales=tuple(scales or PipelineConfig().scales), flip=True, refine=("crf",),
+                         crf=dict(TUNED_CRF if crf is None else crf), max_side=max_side)
+    rows = []
+    for fraction in fractions:
+        n_corr = int(round(fraction * len(train_ids)))
+        proj = _corrected_project(work / f"train-{tag}-e{epochs}-c{n_corr}-{_digest(over)}",
+                                  train_ids, order[:n_corr])
+        t = time.perf_counter()
+        _train_stage(proj, "classifier", over, epochs, threads=threads, seed=seed)
+        train_s = time.perf_counter() - t
+        res = _score_run(proj, test_proj, test_ids, cfg=cfg, cache_root=work / "cams")
+        rows.append({"fraction": fraction, "corrected": n_corr, "train_s": train_s, **res})
+        _log(f"{n_corr} corrected: mAP {res['mAP']:.3f}, CAM+TTA {res['cam']:.3f}, +CRF {res['crf']:.3f}")
+    return rows
+
+
+METRICS = ("mAP", "cam", "crf")
+
+
+def summarize_seeds(runs: list[list[dict]]) -> list[dict]:
+    """Mean and sample standard deviation (ddof=1) over seeds, per correction fraction.
+
+    Parameters
+    ----------
+    runs : list of list of dict
+        One :func:`correction_quality` result per seed (the same ``fractions``).
+
+    Returns
+    -------
+    list of dict
+        Per fraction: ``fraction``, ``corrected`` (images, of the first seed), ``seeds``,
+        and for each metric ``<m>`` (the mean) and ``<m>_std`` (0 for one seed).
+    """
+    if not runs:
+        raise ValueError("summarize_seeds needs at least one run")
+    fractions = [r["fraction"] for r in runs[0]]
+    for k, run in enumerate(runs[1:], 1):
+        if [r["fraction"] for r in run] != fractions:
+            raise ValueError(f"run {k} has fractions {[r['fraction'] for r in run]}, expected {fractions}")
+    out = []
+    for j, fraction in enumerate(fractions):
+        row = {"fraction": fraction, "corrected": runs[0][j]["corrected"], "seeds": len(runs)}
+        for m in METRICS:
+            values = np.array([run[j][m] for run in runs], dtype=float)
+            row[m] = float(values.mean())
+            row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def quality_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`correction_quality` rows or :func:`summarize_seeds` rows
+    (several seeds: ``mean ± std`` in percent)."""
+    seeds = max(r.get("seeds", 1) for r in rows)
+    out = ["| run | corrected images | classifier mAP % | CAM+TTA mIoU % | +CRF mIoU % |",
+           "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        name = "image labels only" if r["corrected"] == 0 else f"+ corrections on {100 * r['fraction']:g} %"
+        cells = [f"{100 * r[m]:.1f}" + (f" ± {100 * r[m + '_std']:.1f}" if seeds > 1 else "")
+                 for m in METRICS]
+        out.append(f"| {name} | {r['corrected']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
