@@ -207,3 +207,12 @@ def test_cpu_ddp_warns_when_batchnorm_trains():
         sync_batchnorm(seg, cpu2)
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in seg.modules())
 
+
+
+def test_loader_workers_give_the_same_augmented_batches(tmp_path):
+    src = synthetic_source(4)
+    kw = dict(augment=True, classifier__epochs=2, classifier__batch_size=2)
+    main = _fit(src, tiny_config(**kw), tmp_path / "w0")
+    workers = _fit(src, tiny_config(num_workers=2, **kw), tmp_path / "w2")
+    assert len(main.losses) == 4 and len(set(main.losses)) == 4
+    assert workers.losses == pytest.approx(main.losses, abs=1e-6)
