@@ -66,8 +66,12 @@ class ProgressLogger:
         self.stream.write(json.dumps(line, default=float) + "\n")
         self.stream.flush()
 
-    def step(self, *, epoch: int, step: int, loss: float, parts: dict, lr: float, images: int):
-        """Record optimizer step ``step`` (1-based, global)."""
+    def step(self, *, epoch: int, step: int, loss, parts: dict, lr: float, images: int):
+        """Record optimizer step ``step`` (1-based, global).
+
+        ``loss`` and the values of ``parts`` may be 0-d tensors: they are read (a host /
+        device sync) only on the steps that are logged.
+        """
         now = time.perf_counter()
         if self._t0 is None:
             self._t0, self._n0 = now, step
@@ -76,9 +80,11 @@ class ProgressLogger:
         eta = (self.total_steps - step) / rate if rate else None
         if not self.enabled or (step % self.every and step != self.total_steps):
             return
+        loss = float(loss)
+        parts = {k: float(v) for k, v in parts.items()}
         self.emit("step", epoch=epoch, epochs=self.epochs, step=step, steps=self.total_steps,
                   loss=loss, lr=lr, eta_s=eta, images_per_s=rate * images if rate else None,
-                  **{k: v for k, v in parts.items()})
+                  **parts)
         if self.writer is not None:
             self.writer.add_scalar(f"{self.stage}/loss", loss, step)
             self.writer.add_scalar(f"{self.stage}/lr", lr, step)
@@ -159,6 +165,7 @@ def train_one_epoch(
     result = EpochResult()
     total = total_steps or step + len(loader)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    losses: list[torch.Tensor] = []
     if max_steps is not None and step >= max_steps:
         result.stopped = True
         return result
@@ -186,19 +193,18 @@ def train_one_epoch(
             scheduler.step()
         step += 1
         value = _global_mean(loss.detach())
-        result.losses.append(value)
+        losses.append(value)
         result.steps += 1
         if logger is not None:
-            logger.step(
-                epoch=epoch, step=step, loss=value, lr=optimizer.param_groups[0]["lr"],
-                parts={k: float(v) for k, v in parts.items()}, images=batch["image"].shape[0],
-            )
+            logger.step(epoch=epoch, step=step, loss=value, lr=optimizer.param_groups[0]["lr"],
+                        parts=parts, images=batch["image"].shape[0])
         if on_step is not None:
             on_step(step)
         if max_steps is not None and step >= max_steps:
             result.stopped = True
             break
-    if result.losses:
+    if losses:  # read the losses once per epoch, not once per step
+        result.losses = torch.stack(losses).cpu().tolist()
         result.mean_loss = sum(result.losses) / len(result.losses)
     return result
 
@@ -231,13 +237,14 @@ def evaluate(
     return metric.compute()
 
 
-def _global_mean(loss: torch.Tensor) -> float:
-    """The loss averaged over DDP processes (what the global batch optimises)."""
+def _global_mean(loss: torch.Tensor) -> torch.Tensor:
+    """The loss averaged over DDP processes (what the global batch optimises), float32."""
+    loss = loss.float()
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         loss = loss.clone()
         dist.all_reduce(loss, op=dist.ReduceOp.SUM)
         loss /= dist.get_world_size()
-    return float(loss)
+    return loss
 
 
 def _to_float(x):
