@@ -133,7 +133,7 @@ class CorrectionsEditor(QObject):
         self.status_changed.emit(self.image_id)
 
     def use_ignore_brush(self) -> None:
-        """Paint mode with the "ignore" value (saved as 255)."""
+        """Paint mode with the "ignore" value (saved as 254: void in exports, ignored in training)."""
         self.layer.selected_label = IGNORE_VALUE
         self.layer.mode = "paint"
 

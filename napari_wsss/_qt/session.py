@@ -6,7 +6,8 @@ model/view split of napari-animation).
 
 Masks handed to and from the session are napari *layer values* (``0`` = not painted,
 ``c + 1`` = class ``c``, `IGNORE_VALUE` = painted "ignore"); the store holds class
-indices with ``255`` for ignore/unlabeled. The conversion happens in `_labels`.
+indices with ``254`` for painted "ignore" and ``255`` for unlabeled. The conversion
+happens in `_labels`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._labels import class_to_layer, layer_to_class
+from ._labels import IGNORE_LAYER, class_to_layer, layer_to_class
 
 __all__ = [
     "AnnotationSession",
@@ -30,8 +31,9 @@ __all__ = [
     "default_config",
 ]
 
-IGNORE_VALUE = 255
-"""Layer value of the "ignore" brush; saved as ``255`` (ignore) in the store."""
+IGNORE_VALUE = IGNORE_LAYER
+"""Layer value (255) of the "ignore" brush; saved as ``254`` (painted "ignore") in the
+store, which export, evaluation and training read as ignore / void."""
 
 MASK_STAGES = ("cam", "crf", "rw", "segmenter")
 """Proposal stages shown as read-only Labels layers, in stacking order."""
@@ -141,12 +143,6 @@ def _display_cams(cams: np.ndarray, side: int | None) -> np.ndarray:
     f = max(h, w) / side
     shape = (cams.shape[0], max(1, round(h / f)), max(1, round(w / f)))
     return resize(cams, shape, order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
-
-
-def _layer_to_store(data: np.ndarray) -> np.ndarray:
-    data = np.asarray(data)
-    out = layer_to_class(np.where(data == IGNORE_VALUE, 0, data))
-    return out
 
 
 class AnnotationSession:
@@ -303,7 +299,7 @@ class AnnotationSession:
 
     def save_corrections(self, image_id: str, layer_data: np.ndarray) -> None:
         """Write corrections given as layer values (thread-safe; one write at a time)."""
-        mask = _layer_to_store(layer_data)
+        mask = layer_to_class(layer_data)
         with self._lock:
             self.project.write_corrections(image_id, mask)
 

@@ -49,9 +49,11 @@ def test_corrections_round_trip_through_store(project):
     stored = Project.open(project.path, mode="r").read_corrections("a")
     expected = np.full((48, 64), 255, np.uint8)
     expected[1:3, 1:4] = 1
+    expected[10, 10] = 254  # painted "ignore", distinct from 255 "unlabeled"
     np.testing.assert_array_equal(stored, expected)
     view = s.load("a")
-    assert view.corrections[1, 1] == 2 and view.corrections[10, 10] == 0
+    assert view.corrections[1, 1] == 2 and view.corrections[10, 10] == IGNORE_VALUE
+    assert view.corrections[0, 0] == 0
     assert view.masks == {} and view.cams is None
 
 

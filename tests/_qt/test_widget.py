@@ -77,7 +77,7 @@ def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, projec
     reopened = Project.open(project.path, mode="r")
     expected = _proposal((48, 64), 32, 0, 1)
     expected[5, 50] = 2
-    expected[6, 50] = 255
+    expected[6, 50] = 254  # painted "ignore"
     np.testing.assert_array_equal(reopened.read_corrections("a"), expected)
     assert reopened.status("a").status == "accepted"
     assert reopened.status("b").status == "corrected"
@@ -87,10 +87,44 @@ def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, projec
 
     viewer2, widget2 = _open(make_napari_viewer, qtbot, project)
     assert widget2.session.status("a") == "accepted"
+    np.testing.assert_array_equal(widget2.layers.corrections.data,
+                                  np.where(expected == 254, IGNORE_VALUE, expected + 1))
     widget2.show_image("b")
     np.testing.assert_array_equal(widget2.layers.corrections.data, np.where(b == 255, 0, b + 1))
     texts = [widget2.nav.list.item(i).text() for i in range(4)]
     assert texts[0].endswith("[accepted]") and texts[1].endswith("[corrected]")
+
+
+def test_ignore_strokes_come_back_as_ignore_after_reopen(make_napari_viewer, qtbot, project):
+    project.write_mask("a", "crf", _proposal((48, 64), 32, 0, 1), model_version="imagenet:x")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    layer = widget.layers.corrections
+    layer.brush_size = 5
+    layer.paint((20, 10), 2)  # class 1, a disc of radius ~2 around (20, 10)
+    widget.use_ignore_brush()  # Alt-I
+    layer.paint((30, 40), layer.selected_label)
+    painted_class = layer.data == 2
+    painted_ignore = layer.data == IGNORE_VALUE
+    assert painted_class.sum() > 5 and painted_ignore.sum() > 5
+    viewer.close()  # no explicit save: the pending debounced save must land
+
+    stored = Project.open(project.path, mode="r").read_corrections("a")
+    expected = np.full((48, 64), 255, np.uint8)
+    expected[painted_class] = 1
+    expected[painted_ignore] = 254
+    np.testing.assert_array_equal(stored, expected)
+    assert project.status("a").status == "corrected"
+
+    viewer2, widget2 = _open(make_napari_viewer, qtbot, project)
+    data = widget2.layers.corrections.data
+    np.testing.assert_array_equal(data == IGNORE_VALUE, painted_ignore)
+    np.testing.assert_array_equal(data == 2, painted_class)
+    assert ((data == 0) == ~(painted_ignore | painted_class)).all()
+    # accepting only where nothing was painted keeps the ignore strokes
+    widget2.accept("crf", only_unpainted=True)
+    after = widget2.layers.corrections.data
+    assert (after[painted_ignore] == IGNORE_VALUE).all() and (after[painted_class] == 2).all()
+    assert after[0, 0] == 1 and after[0, 63] == 2
 
 
 def test_keyboard_navigation_and_unbind_on_close(make_napari_viewer, qtbot, project):
@@ -194,7 +228,7 @@ def test_accept_and_reset_are_undoable_strokes(make_napari_viewer, qtbot, projec
     widget.save_now()
     widget.io.flush()
     stored = Project.open(project.path, mode="r").read_corrections("a")
-    assert stored[0, 0] == 255 and stored[20, 20] == 0 and stored[20, 40] == 1
+    assert stored[0, 0] == 254 and stored[20, 20] == 0 and stored[20, 40] == 1
 
 
 def test_hidden_layers_show_the_current_image_when_shown(make_napari_viewer, qtbot, project):
