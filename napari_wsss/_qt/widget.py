@@ -249,8 +249,16 @@ class AnnotationWidget(QWidget):
         """Save the current image's corrections, then show ``image_id``."""
         if self.session is None or image_id is None:
             return
-        self._flush(wait=False)
-        view = self.io.load(image_id)  # ordered after the save just queued
+        previous = self.current
+        self.editor.pause()  # queues the save of the current image
+        try:
+            view = self.io.load(image_id)  # ordered after the save just queued
+        except Exception as exc:  # a damaged image: say so, stay on the current one
+            log.error("cannot show %s", image_id, exc_info=exc)
+            self.message.setText(f"cannot show {image_id}: {exc}")
+            if previous is not None:
+                self.editor.attach(self.session, self.layers.corrections, previous)
+            return
         self.current = image_id
         self.layers.show(view)
         self.editor.attach(self.session, self.layers.corrections, image_id)
