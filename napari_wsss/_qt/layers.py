@@ -47,13 +47,13 @@ def heatmap_colormap(c: int, name: str, *, background: int | None) -> Colormap:
     return Colormap([[0, 0, 0, 1], [r, g, b, 1]], name=f"wsss:{c}:{name}", display_name=name)
 
 
-def _cam_transform(cam_shape, image_shape) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Scale and translate that stretch a ``(h, w)`` CAM over an ``(H, W)`` image.
+def _cam_transform(pixel) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Scale and translate of a CAM layer whose pixels are ``pixel`` image pixels large.
 
     CAM pixel ``i`` covers image pixels ``[i s, (i + 1) s)``, so its centre is at
     ``(i + 0.5) s - 0.5`` in napari's pixel-centre coordinates.
     """
-    s = tuple(float(H) / float(h) for H, h in zip(image_shape[:2], cam_shape))
+    s = tuple(float(p) for p in pixel)
     t = tuple(0.5 * si - 0.5 for si in s)
     return s, t
 
@@ -236,7 +236,7 @@ class LayerSet:
             cmap = self._heat_cmap(c)
             if layer.colormap.name != cmap.name:
                 layer.colormap = cmap
-            scale, translate = _cam_transform(cam.shape, shape)
+            scale, translate = _cam_transform(view.cam_pixel)
             if tuple(layer.scale) != scale or tuple(layer.translate) != translate:
                 layer.scale, layer.translate = scale, translate
             self._assign(layer, cam)
@@ -315,6 +315,11 @@ class LayerSet:
         layer = self.heatmaps.get(c)
         if layer is not None:
             self._set_visible(layer, visible)
+
+    def stop(self) -> None:
+        """Drop the pending thumbnail update (the panel is closing)."""
+        self._thumbnail_timer.stop()
+        self._stale_thumbnails = set()
 
     def clear(self) -> None:
         """Remove every layer this set added."""

@@ -468,6 +468,8 @@ class AnnotationWidget(QWidget):
             self.worker.quit()  # stops at its next step, before saving
         self.editor.detach()  # queues the last save
         self.io.close()  # waits for it
+        if self.layers is not None:
+            self.layers.stop()
         self.retrainer.cancel()
         for key in self._bound:
             self.viewer.bind_key(key, None)

@@ -241,10 +241,33 @@ def test_hidden_layers_show_the_current_image_when_shown(make_napari_viewer, qtb
     assert not prior.visible and viewer.layers["proposal: CRF"].visible  # last stage shown
     widget.next_image()
     assert widget.current == "b"
+    # what napari hands to the canvas (its current slice) follows the data copied in place
+    crf = viewer.layers["proposal: CRF"]
+    np.testing.assert_array_equal(np.asarray(crf._slice.image.raw), _proposal((48, 64), 50, 2, 1))
+    np.testing.assert_array_equal(np.asarray(viewer.layers["image"]._slice.image.raw),
+                                  project.image("b"))
     prior.visible = True
     np.testing.assert_array_equal(prior.data, _proposal((48, 64), 50, 1, 2))
+    np.testing.assert_array_equal(np.asarray(prior._slice.image.raw), _proposal((48, 64), 50, 1, 2))
     widget.next_image()  # "c" has no proposals: the visible layers are emptied
     assert (prior.data == 0).all() and not prior.visible
+    assert not crf.visible and (crf.data == 0).all()
+
+
+def test_thumbnails_follow_the_image_after_a_switch(make_napari_viewer, qtbot, project):
+    from napari.layers import Image
+
+    from napari_wsss._qt.layers import THUMBNAIL_DELAY_MS
+
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    layer = widget.layers.image
+    expected = Image(project.image("b"), rgb=True)
+    expected._thumbnail_shape = layer._thumbnail_shape
+    expected.refresh()
+    assert not np.array_equal(layer.thumbnail, expected.thumbnail)  # still "a"
+    widget.next_image()
+    qtbot.wait(THUMBNAIL_DELAY_MS + 100)
+    np.testing.assert_array_equal(layer.thumbnail, expected.thumbnail)
 
 
 def test_heatmap_toggle_per_class_is_remembered(make_napari_viewer, qtbot, project):
