@@ -281,8 +281,11 @@ def export_project(
         Stages that fill unlabeled pixels of ``"corrected"``, best first.
     include_skipped : bool
         Export images whose status is ``"skipped"`` too (left out by default).
-    progress : bool
-        Show a progress bar (tqdm).
+    progress : bool or callable
+        Show a progress bar (tqdm); or ``progress(done, total)``, called before each
+        image (``done`` images finished) and once at the end. An exception raised by it
+        stops the export: the mask files written so far stay, ``export.json`` and the
+        class files are not written.
 
     Returns
     -------
@@ -339,13 +342,24 @@ def export_project(
     return report
 
 
-def _progress(items, show: bool, desc: str = "export"):
-    """``items``, wrapped in a tqdm bar when ``show`` (also used by ``evaluate``)."""
+def _progress(items, show, desc: str = "export"):
+    """``items``, wrapped in a tqdm bar when ``show`` is true, or reporting to ``show(done,
+    total)`` when it is callable (also used by ``evaluate``)."""
+    if callable(show):
+        return _report_progress(items, show)
     if not show:
         return items
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, unit="img", dynamic_ncols=True)
+
+
+def _report_progress(items, report):
+    items = list(items)
+    for done, item in enumerate(items):
+        report(done, len(items))
+        yield item
+    report(len(items), len(items))
 
 
 def _model_versions(project, image_id, pixels) -> dict:

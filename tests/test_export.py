@@ -69,6 +69,21 @@ def test_painted_ignore_is_void_and_never_filled(tmp_path):
     assert rep.pixels["x"] == {"corrections": 1, "ignored": 2, "crf": 3, "void": 0}
 
 
+def test_progress_callback_reports_and_can_stop(project, tmp_path):
+    calls = []
+    export_project(project, tmp_path / "all", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+
+    def stop_after_one(done, total):
+        if done == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        export_project(project, tmp_path / "stopped", progress=stop_after_one)
+    written = sorted(p.relative_to(tmp_path / "stopped").as_posix()
+                     for p in (tmp_path / "stopped").rglob("*") if p.is_file())
+    assert written == ["a/one.png"]  # the first image only; no export.json / classes files
+
+
 def test_png_export_palette_classes_and_accounting(project, tmp_path):
     out = tmp_path / "out"
     rep = export_project(project, out)

@@ -160,7 +160,7 @@ class ReviewControls(QGroupBox):
         self.skip_btn = QPushButton("Skip")
         self.skip_btn.setToolTip("Mark skipped and go to the next unreviewed image (Alt+S)")
         self.ignore_btn = QPushButton("Ignore")
-        self.ignore_btn.setToolTip("Brush that paints 'ignore' (saved as 255: not trained on) (Alt+I)")
+        self.ignore_btn.setToolTip("Brush that paints 'ignore': void in exports, not trained on (Alt+I)")
         self.undo_btn = QPushButton("Undo")
         self.redo_btn = QPushButton("Redo")
         self.accept_btn.clicked.connect(
@@ -207,12 +207,13 @@ class ModelControls(QGroupBox):
     -------
     retrain_requested(str)
         The model stage to retrain.
-    cancel_retrain_requested(), export_requested()
+    cancel_retrain_requested(), export_requested(), cancel_export_requested()
     """
 
     retrain_requested = Signal(str)
     cancel_retrain_requested = Signal()
     export_requested = Signal()
+    cancel_export_requested = Signal()
 
     def __init__(self, parent=None):
         super().__init__("Model", parent)
@@ -225,6 +226,12 @@ class ModelControls(QGroupBox):
         self.export_format = QComboBox()
         self.export_format.addItems(["png", "tif", "ome-zarr"])
         self.export_format.setToolTip("indexed PNG / palette TIFF / OME-Zarr labels")
+        self.export_cancel_btn = QPushButton("Stop export")
+        self.export_cancel_btn.setEnabled(False)
+        self.export_cancel_btn.clicked.connect(self.cancel_export_requested)
+        self.export_progress = QProgressBar()
+        self.export_progress.setFormat("no export running")
+        self.export_progress.setValue(0)
         self.retrain_btn.clicked.connect(lambda: self.retrain_requested.emit(self.stage.currentText()))
         self.cancel_btn.clicked.connect(self.cancel_retrain_requested)
         self.export_btn.clicked.connect(self.export_requested)
@@ -246,11 +253,17 @@ class ModelControls(QGroupBox):
         row2 = QHBoxLayout()
         row2.addWidget(self.export_format)
         row2.addWidget(self.export_btn)
+        row2.addWidget(self.export_cancel_btn)
         lay.addLayout(row2)
+        lay.addWidget(self.export_progress)
 
     def set_running(self, running: bool) -> None:
         self.retrain_btn.setEnabled(not running)
         self.cancel_btn.setEnabled(running)
+
+    def set_exporting(self, running: bool) -> None:
+        self.export_btn.setEnabled(not running)
+        self.export_cancel_btn.setEnabled(running)
 
     def show_progress(self, p: dict, text: str) -> None:
         steps, step = p.get("steps"), p.get("step")

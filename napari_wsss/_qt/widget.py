@@ -20,9 +20,9 @@ from .editing import CorrectionsEditor
 from .layers import STAGE_TITLES, LayerSet
 from .navigation import NavigationPanel
 from .project_panel import ProjectPanel
-from .retrain import RetrainRunner, format_progress, train_command
+from .model_actions import ModelActions
 from .session import MASK_STAGES, AnnotationSession, config_from_settings, default_config
-from .workers import BackgroundIO, proposal_worker, run_in_worker
+from .workers import BackgroundIO, proposal_worker
 
 if TYPE_CHECKING:
     import napari
@@ -69,7 +69,6 @@ class AnnotationWidget(QWidget):
         self.layers: LayerSet | None = None
         self.current: str | None = None
         self.worker = None
-        self._export_worker = None
         self._closed = False
         self.io = BackgroundIO(self._write, self._read,
                                on_error=lambda i, e: log.error("save of %s failed: %s", i, e))
@@ -100,7 +99,9 @@ class AnnotationWidget(QWidget):
 
         self.editor = CorrectionsEditor(self.io, self)
         self.editor.status_changed.connect(self._status_changed)
-        self.retrainer = RetrainRunner(self)
+        self.model = ModelActions(self.model_controls, lambda: self.session, self._flush, self)
+        self.model.message.connect(self.message.setText)
+        self.retrainer = self.model.retrainer
         self._adopt_pending = False
         self._connect()
         self._bind_keys()
@@ -126,12 +127,7 @@ class AnnotationWidget(QWidget):
         rv.ignore_requested.connect(self.use_ignore_brush)
         rv.undo_requested.connect(self.undo)
         rv.redo_requested.connect(self.redo)
-        mc.retrain_requested.connect(self.retrain)
-        mc.cancel_retrain_requested.connect(self.retrainer.cancel)
         mc.export_requested.connect(self._ask_export)
-        self.retrainer.progress.connect(lambda p: mc.show_progress(p, format_progress(p)))
-        self.retrainer.log.connect(mc.log.appendPlainText)
-        self.retrainer.finished.connect(self._retrain_finished)
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.viewer.layers.events.removing.connect(self._on_layer_removing)
 
@@ -416,20 +412,8 @@ class AnnotationWidget(QWidget):
 
     # ------------------------------------------------------------------ model
     def retrain(self, stage: str = "classifier", argv: list[str] | None = None) -> None:
-        """Start the trainer in its own process (``argv`` overrides the command)."""
-        if self.session is None or self.retrainer.is_running():
-            return
-        self._flush()
-        self.model_controls.set_running(True)
-        self.retrainer.start(argv or train_command(self.session.project.path, stage))
-
-    def _retrain_finished(self, code: int) -> None:
-        self.model_controls.set_running(False)
-        if code == 0 and self.session is not None:
-            self.session.invalidate_pipeline()
-            self.model_controls.log.appendPlainText("training finished: new proposals use the new model")
-        else:
-            self.model_controls.log.appendPlainText(f"training stopped (exit code {code})")
+        """Start the trainer in its own process (`ModelActions.retrain`)."""
+        self.model.retrain(stage, argv)
 
     def _ask_export(self) -> None:
         out = QFileDialog.getExistingDirectory(self, "Export masks to folder")
@@ -437,26 +421,9 @@ class AnnotationWidget(QWidget):
             self.export(out)
 
     def export(self, out_dir, *, format: str | None = None):
-        """Export the corrected masks (gaps filled from the proposals) with the function
-        ``napari-wsss export`` runs, in a worker; returns the started worker."""
-        if self.session is None:
-            return None
-        from napari_wsss.export import export_project
-
-        fmt = format or self.model_controls.export_format.currentText()
-        self._flush()
-        worker = run_in_worker(export_project, self.session.project, Path(out_dir), format=fmt)
-        worker.returned.connect(
-            lambda r: self.message.setText(f"exported {len(r.files)} masks to {r.out_dir}"
-                                           + (f"; {len(r.missing)} without masks" if r.missing else ""))
-        )
-        worker.errored.connect(lambda e: (log.error("export failed", exc_info=e),
-                                          self.message.setText(f"export failed: {e}")))
-        worker.finished.connect(lambda: self.model_controls.export_btn.setEnabled(True))
-        self._export_worker = worker
-        self.model_controls.export_btn.setEnabled(False)
-        worker.start()
-        return worker
+        """Export the corrected masks in a worker, with progress and a stop button
+        (`ModelActions.export`); returns the started worker."""
+        return self.model.export(out_dir, format=format)
 
     # ------------------------------------------------------------------ teardown
     def cleanup(self) -> None:
@@ -470,7 +437,7 @@ class AnnotationWidget(QWidget):
         self.io.close()  # waits for it
         if self.layers is not None:
             self.layers.stop()
-        self.retrainer.cancel()
+        self.model.shutdown()
         for key in self._bound:
             self.viewer.bind_key(key, None)
         self._bound = []

@@ -58,6 +58,29 @@ def test_paint_is_saved_debounced_and_status_corrected(make_napari_viewer, qtbot
                     timeout=3000)
 
 
+def test_continuous_painting_is_saved_within_a_second(make_napari_viewer, qtbot, project):
+    """The save is not pushed back by every new stroke: while the annotator keeps painting,
+    the store never lags more than a second behind."""
+    import time
+
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    layer = widget.layers.corrections
+    layer.brush_size = 1
+    strokes = []
+    for i in range(16):  # a stroke every ~100 ms for ~1.6 s
+        layer.paint((i, i), 2)
+        strokes.append((time.perf_counter(), i))
+        qtbot.wait(100)
+        now = time.perf_counter()
+        stored = Project.open(project.path, mode="r").read_corrections("a")
+        for t, j in strokes:
+            if t < now - 1.0:
+                assert stored[j, j] == 1, f"stroke {j} from {now - t:.2f} s ago is not saved"
+    assert any(t < strokes[-1][0] - 1.0 for t, _ in strokes)  # the check above had work to do
+    qtbot.waitUntil(lambda: Project.open(project.path, mode="r").read_corrections("a")[15, 15] == 1,
+                    timeout=1000)
+
+
 def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, project):
     project.write_mask("a", "crf", _proposal((48, 64), 32, 0, 1), model_version="imagenet:x")
     project.write_mask("a", "rw", _proposal((48, 64), 20, 1, 0), model_version="imagenet:x")
@@ -145,11 +168,44 @@ def test_keyboard_navigation_and_unbind_on_close(make_napari_viewer, qtbot, proj
     assert widget.current == "c"
     QTest.keyClick(canvas, Qt.Key_S, Qt.AltModifier)  # skip "c" -> next unreviewed "d"
     assert project.status("c").status == "skipped" and widget.current == "d"
+    QTest.keyClick(canvas, Qt.Key_I, Qt.AltModifier)  # the ignore brush
+    layer = widget.layers.corrections
+    assert layer.selected_label == IGNORE_VALUE and layer.mode == "paint"
+    project.write_mask("d", "crf", _proposal((48, 64), 32, 0, 2), model_version="v")
+    widget.show_image("d")  # reload: the proposal is new
+    QTest.keyClick(canvas, Qt.Key_A, Qt.AltModifier)  # accept the shown proposal
+    assert project.status("d").status == "accepted"
+    np.testing.assert_array_equal(layer.data, _proposal((48, 64), 32, 1, 3))
     assert {str(k) for k in viewer.keymap} >= {"Alt+Right", "Alt+Left", "Alt+Down"}
     widget.close()
     assert not any(str(k).startswith("Alt+") for k in viewer.keymap)
     QTest.keyClick(canvas, Qt.Key_Left, Qt.AltModifier)
     assert widget.current == "d"
+
+
+def test_class_colours_match_the_export_palette(make_napari_viewer, qtbot, project, tmp_path):
+    from PIL import Image as PILImage
+
+    from napari_wsss.export import export_project
+
+    bg = Project.create(tmp_path / "bg.zarr", ["cat", "dog"], background=True)
+    bg.add_image("x", np.zeros((4, 5, 3), np.uint8), ["cat"])
+    for p in (project, bg):
+        image_id = p.image_ids()[0]
+        n = len(p.classes)
+        mask = np.full(p.image_shape(image_id), 255, np.uint8)
+        mask[0, :n] = np.arange(n)
+        p.write_corrections(image_id, mask)
+        export_project(p, tmp_path / f"out-{p.path.stem}", ids=[image_id])
+        palette = np.array(PILImage.open(tmp_path / f"out-{p.path.stem}" / f"{image_id}.png")
+                           .getpalette()).reshape(-1, 3)
+        viewer, widget = _open(make_napari_viewer, qtbot, p)
+        cmap = widget.layers.corrections.colormap
+        for c in range(n):  # layer value c + 1 = class c
+            np.testing.assert_allclose(cmap.map(c + 1)[:3] * 255, palette[c], atol=0.6)
+        # the ignore brush has the export's void colour
+        np.testing.assert_allclose(cmap.map(IGNORE_VALUE)[:3] * 255, palette[255], atol=0.6)
+        viewer.close()
 
 
 def test_filters_drive_navigation(make_napari_viewer, qtbot, project):
@@ -300,11 +356,33 @@ def test_export_button_writes_the_corrected_masks(make_napari_viewer, qtbot, pro
     widget.layers.corrections.brush_size = 1
     widget.layers.corrections.paint((2, 2), 3)  # class 2 over the proposal's class 0
     widget.model_controls.export_format.setCurrentText("png")
-    worker = widget.export(tmp_path / "out")
-    qtbot.waitUntil(lambda: widget.model_controls.export_btn.isEnabled(), timeout=30000)
+    with qtbot.waitSignal(widget.model.export_finished, timeout=30000) as done:
+        worker = widget.export(tmp_path / "out")
+        assert not widget.model_controls.export_btn.isEnabled()
+        assert widget.model_controls.export_cancel_btn.isEnabled()
+    assert done.args == ["done"]
+    assert widget.model_controls.export_btn.isEnabled()
+    assert not widget.model_controls.export_cancel_btn.isEnabled()
     assert "exported 1 masks" in widget.message.text(), widget.message.text()
+    # one step per image ("b", "c", "d" have nothing to export but are counted)
+    bar = widget.model_controls.export_progress
+    assert (bar.value(), bar.maximum(), bar.format()) == (4, 4, "export done")
     png = np.asarray(PILImage.open(tmp_path / "out" / "a.png"))
     expected = crf.copy()
     expected[2, 2] = 2  # the stroke; every other pixel falls back to the proposal
     np.testing.assert_array_equal(png, expected)
     assert worker is not None
+
+
+def test_export_can_be_stopped(make_napari_viewer, qtbot, project, tmp_path):
+    for image_id in ("a", "b", "c", "d"):
+        project.write_mask(image_id, "crf", _proposal((48, 64), 32, 0, 1), model_version="v")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    with qtbot.waitSignal(widget.model.export_finished, timeout=30000) as done:
+        widget.export(tmp_path / "out")
+        widget.model_controls.export_cancel_btn.click()  # before the first image
+    assert done.args == ["cancelled"]
+    assert not (tmp_path / "out" / "export.json").exists()
+    assert not list((tmp_path / "out").glob("*.png"))
+    assert "export stopped" in widget.message.text()
+    assert widget.model_controls.export_btn.isEnabled()
