@@ -6,7 +6,7 @@ the session, the layers and the workers.
 
 from __future__ import annotations
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QEvent, QSize, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -18,11 +18,14 @@ from qtpy.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
 )
 
-__all__ = ["ProposalControls", "ReviewControls", "ModelControls", "cam_method_names"]
+__all__ = ["ProposalControls", "ReviewControls", "ModelControls", "PanelScrollArea",
+           "cam_method_names"]
 
 
 def cam_method_names() -> list[str]:
@@ -30,6 +33,31 @@ def cam_method_names() -> list[str]:
     from napari_wsss.cams import METHODS
 
     return list(METHODS)
+
+
+class PanelScrollArea(QScrollArea):
+    """Scrolls its content vertically only, and always asks for the width the content
+    needs (also after it changed, e.g. a longer status text), so nothing is clipped."""
+
+    def __init__(self, inner, parent=None):
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setWidget(inner)  # installs this area as the event filter of ``inner``
+
+    def minimumSizeHint(self) -> QSize:
+        inner = self.widget().minimumSizeHint().width()
+        extra = self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+        return QSize(inner + extra, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        return QSize(max(hint.width(), self.minimumSizeHint().width()), hint.height())
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()  # the content's needs changed: tell the dock
+        return super().eventFilter(obj, event)
 
 
 def _spin(lo, hi, value, step, decimals=None):
@@ -172,6 +200,9 @@ class ReviewControls(QGroupBox):
         self.undo_btn.clicked.connect(self.undo_requested)
         self.redo_btn.clicked.connect(self.redo_requested)
         self.status = QLabel("")
+        self.status.setWordWrap(True)
+        # a long image id wraps / is cut instead of widening the whole panel
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         row1 = QHBoxLayout()
         row1.addWidget(self.stage)
         row1.addWidget(self.only_unpainted)

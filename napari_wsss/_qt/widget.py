@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtWidgets import QFileDialog, QLabel, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
-from .controls import ModelControls, ProposalControls, ReviewControls
+from .controls import ModelControls, PanelScrollArea, ProposalControls, ReviewControls
 from .editing import CorrectionsEditor
 from .layers import STAGE_TITLES, LayerSet
 from .navigation import NavigationPanel
@@ -86,16 +86,10 @@ class AnnotationWidget(QWidget):
         for w in (self.project_panel, self.nav, self.review, self.proposal_controls,
                   self.model_controls, self.message):
             lay.addWidget(w)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setWidget(inner)
-        # wide enough for every control (no clipping), scrolling only vertically
-        scroll.setMinimumWidth(inner.minimumSizeHint().width()
-                               + scroll.verticalScrollBar().sizeHint().width() + 4)
+        self.scroll = PanelScrollArea(inner)  # as wide as the controls need, scrolls vertically
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self.scroll)
 
         self.editor = CorrectionsEditor(self.io, self)
         self.editor.status_changed.connect(self._status_changed)

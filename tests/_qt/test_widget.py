@@ -208,6 +208,26 @@ def test_class_colours_match_the_export_palette(make_napari_viewer, qtbot, proje
         viewer.close()
 
 
+def test_panel_is_as_wide_as_its_controls(make_napari_viewer, qtbot, tmp_path):
+    """No control is clipped, also after a project with long names changed the texts."""
+    rng = np.random.default_rng(0)
+    p = Project.create(tmp_path / ("a-rather-long-project-folder-name-" * 3 + ".zarr"),
+                       ["disc", "square"])
+    p.add_image("an_image_id_that_is_much_longer_than_the_panel_is_wide_0001",
+                rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), [0])
+    viewer = make_napari_viewer()
+    widget = AnnotationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="wsss")
+    viewer.window._qt_window.resize(1200, 800)
+    viewer.window._qt_window.show()
+    inner = widget.scroll.widget()
+    widget.proposal_controls.threshold.setSuffix("  (a much longer suffix than before)")
+    widget.open_project(p.path)
+    qtbot.waitUntil(lambda: inner.minimumSizeHint().width() <= widget.scroll.viewport().width(),
+                    timeout=3000)
+    assert inner.width() <= widget.scroll.viewport().width()
+
+
 def test_filters_drive_navigation(make_napari_viewer, qtbot, project):
     viewer, widget = _open(make_napari_viewer, qtbot, project)
     nav = widget.nav
