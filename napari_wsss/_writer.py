@@ -1,8 +1,9 @@
 """npe2 writer: a napari Labels layer -> indexed PNG (or TIFF) of class indices.
 
 The file holds class indices ``0..C-1`` with ``255`` for unlabeled pixels (the layer's
-``0``), the convention of segmentation datasets, and the VOC-style class palette of
-``napari_wsss.colors`` so that viewers show class colours. The file writing itself is
+``0``) and for pixels painted "ignore" (the layer's ``255``), the convention of
+segmentation datasets, and the VOC-style class palette of ``napari_wsss.colors`` so
+that viewers show class colours. The file writing itself is
 ``napari_wsss.maskio.write_mask_file`` (shared with the exporter).
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from napari_wsss.colors import IGNORE
 from napari_wsss.maskio import write_mask_file
+from napari_wsss.store import IGNORE_PAINTED
 
 __all__ = ["write_labels"]
 
@@ -36,7 +38,8 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     path : str
         ``.png`` (one 2-D mask) or ``.tif``/``.tiff`` (2-D, or a stack written as pages).
     data : ndarray, shape (H, W) or (N, H, W), integer
-        Layer values: ``0`` = not painted, ``v`` = class ``v - 1``.
+        Layer values: ``0`` = not painted, ``255`` = painted "ignore" (both written as
+        255), other ``v`` = class ``v - 1``.
     meta : dict
         Layer attributes; ``meta["metadata"]["napari_wsss"]`` (set by this plugin's reader
         and widget) gives ``classes`` and ``background`` for the palette.
@@ -60,6 +63,7 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
         classes = layer_to_class(arr)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None
+    classes[classes == IGNORE_PAINTED] = IGNORE
     n_classes, background = _classes_info(classes, meta)
     write_mask_file(path, classes, n_classes=n_classes, background=background)
     return [str(path)]

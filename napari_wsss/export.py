@@ -8,7 +8,8 @@ pixels came from).
 
 The ``"corrected"`` source is the annotator's corrections where they painted, and, per
 pixel, the best available proposal elsewhere (by default ``segmenter``, then ``rw``,
-``crf``, ``cam``): :func:`fill_corrections`.
+``crf``, ``cam``): :func:`fill_corrections`. Pixels the annotator painted "ignore"
+(stored as 254) are written as void and never filled from a proposal.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 
 from napari_wsss.colors import IGNORE, class_colors, voc_palette
 from napari_wsss.maskio import write_mask_file, write_ome_zarr
-from napari_wsss.store import MASK_STAGES, Project
+from napari_wsss.store import MASK_STAGES, Project, split_corrections
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -57,7 +58,8 @@ def fill_corrections(corrections, proposals: dict, *, fallback: Sequence[str] = 
     Parameters
     ----------
     corrections : ndarray, shape (H, W), uint8
-        The annotator's labels, ``255`` = unlabeled.
+        The annotator's labels as stored: class indices, ``254`` = painted "ignore"
+        (written as ``255`` void, never filled), ``255`` = unlabeled.
     proposals : dict of str -> ndarray (H, W) uint8
         Proposal masks by stage (``255`` = void); stages absent from it are passed over.
     fallback : sequence of str
@@ -68,13 +70,18 @@ def fill_corrections(corrections, proposals: dict, *, fallback: Sequence[str] = 
     -------
     mask : ndarray, shape (H, W), uint8
     pixels : dict of str -> int
-        Pixel counts: ``"corrections"`` (painted by the annotator), one entry per stage in
-        ``fallback`` that is present (pixels it filled, possibly 0), and ``"void"`` (left
-        unlabeled). They sum to ``H * W``.
+        Pixel counts: ``"corrections"`` (a class painted by the annotator), ``"ignored"``
+        (painted "ignore"; only when there are any), one entry per stage in ``fallback``
+        that is present (pixels it filled, possibly 0), and ``"void"`` (left unlabeled
+        by everyone). They sum to ``H * W``; the output is void on ``"ignored"`` and
+        ``"void"`` pixels.
     """
-    mask = np.array(corrections, dtype=np.uint8, copy=True)
-    todo = mask == IGNORE
-    pixels = {"corrections": int(todo.size - todo.sum())}
+    mask, painted = split_corrections(corrections)
+    todo = ~painted
+    ignored = int((painted & (mask == IGNORE)).sum())
+    pixels = {"corrections": int(painted.sum()) - ignored}
+    if ignored:
+        pixels["ignored"] = ignored
     for stage in fallback:
         prop = proposals.get(stage)
         if prop is None:
@@ -274,8 +281,11 @@ def export_project(
         Stages that fill unlabeled pixels of ``"corrected"``, best first.
     include_skipped : bool
         Export images whose status is ``"skipped"`` too (left out by default).
-    progress : bool
-        Show a progress bar (tqdm).
+    progress : bool or callable
+        Show a progress bar (tqdm); or ``progress(done, total)``, called before each
+        image (``done`` images finished) and once at the end. An exception raised by it
+        stops the export: the mask files written so far stay, ``export.json`` and the
+        class files are not written.
 
     Returns
     -------
@@ -332,13 +342,24 @@ def export_project(
     return report
 
 
-def _progress(items, show: bool, desc: str = "export"):
-    """``items``, wrapped in a tqdm bar when ``show`` (also used by ``evaluate``)."""
+def _progress(items, show, desc: str = "export"):
+    """``items``, wrapped in a tqdm bar when ``show`` is true, or reporting to ``show(done,
+    total)`` when it is callable (also used by ``evaluate``)."""
+    if callable(show):
+        return _report_progress(items, show)
     if not show:
         return items
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, unit="img", dynamic_ncols=True)
+
+
+def _report_progress(items, report):
+    items = list(items)
+    for done, item in enumerate(items):
+        report(done, len(items))
+        yield item
+    report(len(items), len(items))
 
 
 def _model_versions(project, image_id, pixels) -> dict:

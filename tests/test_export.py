@@ -53,6 +53,37 @@ def test_fill_corrections_per_pixel_order():
     assert mask.tolist() == [[3, 2, 2, V]] and pixels == {"corrections": 1, "crf": 2, "rw": 0, "void": 1}
 
 
+def test_painted_ignore_is_void_and_never_filled(tmp_path):
+    # 254 = the annotator painted "ignore": void in the output even where proposals say a class
+    corr = np.array([[3, 254, V, 254]], np.uint8)
+    props = {"crf": np.array([[2, 2, 2, V]], np.uint8)}
+    mask, pixels = fill_corrections(corr, props, fallback=("crf",))
+    assert mask.tolist() == [[3, V, 2, V]]
+    assert pixels == {"corrections": 1, "ignored": 2, "crf": 1, "void": 0}
+    p = Project.create(tmp_path / "p.zarr", ["cat", "dog"], background=True)
+    p.add_image("x", np.zeros((2, 3, 3), np.uint8), ["cat"])
+    p.write_corrections("x", np.array([[254, 254, V], [2, V, V]], np.uint8))
+    p.write_mask("x", "crf", np.ones((2, 3), np.uint8), model_version="v")
+    rep = export_project(p, tmp_path / "out", format="png")
+    assert np.asarray(Image.open(tmp_path / "out" / "x.png")).tolist() == [[V, V, 1], [2, 1, 1]]
+    assert rep.pixels["x"] == {"corrections": 1, "ignored": 2, "crf": 3, "void": 0}
+
+
+def test_progress_callback_reports_and_can_stop(project, tmp_path):
+    calls = []
+    export_project(project, tmp_path / "all", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+
+    def stop_after_one(done, total):
+        if done == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        export_project(project, tmp_path / "stopped", progress=stop_after_one)
+    written = sorted(p.relative_to(tmp_path / "stopped").as_posix()
+                     for p in (tmp_path / "stopped").rglob("*") if p.is_file())
+    assert written == ["a/one.png"]  # the first image only; no export.json / classes files
+
+
 def test_png_export_palette_classes_and_accounting(project, tmp_path):
     out = tmp_path / "out"
     rep = export_project(project, out)

@@ -97,6 +97,12 @@ def test_writer_indexed_png_with_palette(tmp_path):
     assert np.array(Image.open(tmp_path / "n.png").getpalette()).reshape(-1, 3)[0].tolist() == [128, 0, 0]
 
 
+def test_writer_ignore_brush_is_void(tmp_path):
+    # layer 255 = painted "ignore" (stored 254 in a project) is void (255) in a file like 0
+    write_labels(str(tmp_path / "i.png"), np.array([[255, 0, 2]], np.uint8), {})
+    assert np.asarray(Image.open(tmp_path / "i.png")).tolist() == [[255, 255, 1]]
+
+
 def test_writer_tiff_and_errors(tmp_path):
     stack = np.array([[[0, 1], [2, 0]], [[1, 1], [0, 3]]], np.int32)
     write_labels(str(tmp_path / "s.tif"), stack, {})

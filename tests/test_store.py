@@ -44,6 +44,25 @@ def test_create_rejects_bad_classes(tmp_path):
     with pytest.raises(ValueError, match="at least one foreground"):
         Project.create(tmp_path / "c.zarr", [], background=True)
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+    # 254 (painted "ignore" in corrections) and 255 (unlabeled) are reserved: 254 classes at most
+    names = [f"c{i}" for i in range(255)]
+    with pytest.raises(ValueError, match="at most 254 classes .*254 and 255 are reserved.*got 255"):
+        Project.create(tmp_path / "d.zarr", names)
+    with pytest.raises(ValueError, match="at most 254 classes .*got 255"):
+        Project.create(tmp_path / "e.zarr", names[:254], background=True)
+    assert Project.create(tmp_path / "f.zarr", names[:254]).classes[-1] == "c253"
+
+
+def test_painted_ignore_only_in_corrections(tmp_path):
+    p = Project.create(tmp_path / "p.zarr", ["cat", "dog"])
+    p.add_image("x", np.zeros((2, 2), np.uint8), ["cat"])
+    corr = np.array([[0, 254], [255, 1]], np.uint8)
+    p.write_corrections("x", corr)
+    np.testing.assert_array_equal(Project.open(p.path, mode="r").read_corrections("x"), corr)
+    with pytest.raises(ValueError, match=r"crf mask holds values \[254\].*0..1 nor 255"):
+        p.write_mask("x", "crf", corr, model_version="v")
+    with pytest.raises(ValueError, match=r"corrections holds values \[7\].*254 \(painted ignore\)"):
+        p.write_corrections("x", np.array([[0, 7], [255, 1]], np.uint8))
 
 
 def test_images_labels_dtypes_and_order(tmp_path, rng):

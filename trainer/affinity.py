@@ -27,7 +27,7 @@ from napari_wsss.refine import AffinityTargets, confident_labels, downsample_lab
 
 from .checkpoint import CheckpointError
 from .config import AffinityConfig
-from .data import IGNORE, Source, stage_datasets
+from .data import IGNORE, Source, corrections, stage_datasets
 from .distributed import batch_share
 from .stage import (
     Stage,
@@ -180,21 +180,23 @@ def affinity_labels(source: Source, image_id: str, method: str, cfg: AffinityCon
     if cams.shape[1:] != (h, w) and len(cams):
         t = torch.from_numpy(np.ascontiguousarray(cams))[None]
         cams = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)[0].numpy()
-    corr = np.asarray(source.read_corrections(image_id))
+    corr, painted = corrections(source, image_id)
     bg = source.background
     try:
         if not len(cams) and bg is None:  # nothing the CAMs can say: corrections only
             labels = np.full((h, w), IGNORE, np.uint8)
-            return np.where(corr != IGNORE, corr, labels).astype(np.uint8)
-        return confident_labels(
-            cams, classes, background=bg, image=image if cfg.crf else None,
-            alpha_low=cfg.alpha_low, alpha_high=cfg.alpha_high, high=cfg.high, low=cfg.low,
-            corrections=corr,
-            # The paper's CRF (pydensecrf defaults) with background; the pipeline's without.
-            crf_kwargs=DEFAULT_CRF if bg is None else None,
-        )
+        else:
+            labels = confident_labels(
+                cams, classes, background=bg, image=image if cfg.crf else None,
+                alpha_low=cfg.alpha_low, alpha_high=cfg.alpha_high, high=cfg.high, low=cfg.low,
+                corrections=corr,
+                # The paper's CRF (pydensecrf defaults) with background; the pipeline's without.
+                crf_kwargs=DEFAULT_CRF if bg is None else None,
+            )
     except ValueError as e:
         raise ValueError(f"image {image_id!r}, {method!r} CAMs: {e}") from e
+    # painted "ignore" (255 in ``corr``) overrides the CAM labels with "neutral" too
+    return np.where(painted, corr, labels).astype(np.uint8)
 
 
 class _ConfidentTargets:

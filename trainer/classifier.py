@@ -11,7 +11,7 @@ from torch.nn.utils import parametrize
 from napari_wsss.models import Classifier, get_spec
 
 from .config import ClassifierConfig
-from .data import IGNORE, Source, stage_datasets
+from .data import IGNORE, Source, corrections, stage_datasets
 from .losses import ClassifierLoss, apply_kernel_usage, merge_tiles, tile_images
 from .stage import (
     Stage,
@@ -54,7 +54,7 @@ class ClassifierModule(TrainingModule):
 
 def _classifier_targets(num_classes: int, background: int | None):
     def targets(source: Source, image_id: str) -> dict:
-        corr = np.asarray(source.read_corrections(image_id))
+        corr, _ = corrections(source, image_id)
         present = np.unique(corr[corr != IGNORE])
         if present.size and present.max() >= num_classes:
             raise ValueError(
@@ -78,7 +78,7 @@ def _trainable_ids(source: Source, ids: list[str]) -> list[str]:
     for i in ids:
         n = len(source.image_labels(i))
         if n == 0:
-            painted = set(np.unique(source.read_corrections(i)).tolist())
+            painted = set(np.unique(corrections(source, i)[0]).tolist())
             n = len(painted - {IGNORE, source.background})
         labelled += n > 0
         if n > 0 or source.background is not None:

@@ -4,7 +4,9 @@ A *source* is anything with the read side of the store API (``napari_wsss.store.
 is one; :class:`MemorySource` is a small in-memory one for tests and benchmarks):
 ``classes``, ``background``, ``image_ids()``, ``image(id)``, ``image_labels(id)``,
 ``read_corrections(id)``, ``read_mask(id, stage)`` and, for the AffinityNet stage,
-``read_cams(id, method)`` / ``cam_methods(id)``.
+``read_cams(id, method)`` / ``cam_methods(id)``. Stages read corrections through
+:func:`corrections`, which turns pixels painted "ignore" (254) into 255 like unlabeled
+ones, but still reports them as painted (they override pseudo-masks with "ignore").
 
 Augmentation is seeded per (seed, epoch, image index), so a sample looks the same
 whichever process or worker loads it: single-process and DDP runs see identical
@@ -25,10 +27,12 @@ from torchvision.transforms import v2
 
 from napari_wsss.models.backbones import IMAGENET_MEAN
 from napari_wsss.models.transforms import to_rgb_float
+from napari_wsss.store import split_corrections
 
 __all__ = [
     "stage_datasets",
     "IGNORE",
+    "corrections",
     "Source",
     "MemorySource",
     "split_ids",
@@ -67,7 +71,8 @@ class MemorySource:
     labels : dict of str to sequence of int
         Foreground class indices per image.
     corrections : dict of str to ndarray, shape (H, W), uint8
-        Sparse pixel labels, 255 = unlabeled; missing ids have none.
+        Sparse pixel labels as the store keeps them: 254 = painted "ignore", 255 =
+        unlabeled; missing ids have none.
     masks : dict of (str, str) to ndarray, shape (H, W), uint8
         Pseudo-masks keyed by (image id, stage).
     cams : dict of (str, str) to (ndarray, ndarray)
@@ -106,6 +111,20 @@ class MemorySource:
 
     def cam_methods(self, image_id: str) -> list[str]:
         return [m for (i, m) in self.cams if i == image_id]
+
+
+def corrections(source: Source, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """An image's corrections for training: ``(labels, painted)``.
+
+    Returns
+    -------
+    labels : ndarray, shape (H, W), uint8
+        Class indices; 255 (ignored by every loss) where nothing or "ignore" was painted.
+    painted : ndarray, shape (H, W), bool
+        Where the annotator painted (a class or "ignore"): these pixels replace
+        pseudo-mask pixels, "ignore" with 255.
+    """
+    return split_corrections(source.read_corrections(image_id))
 
 
 def split_ids(ids: list[str], val_fraction: float) -> tuple[list[str], list[str]]:

@@ -11,7 +11,7 @@ from napari_wsss.metrics import confusion_matrix, segmentation_scores
 from napari_wsss.models.transforms import to_tensor
 
 from .config import SegmenterConfig
-from .data import IGNORE, Source, stage_datasets
+from .data import IGNORE, Source, corrections, stage_datasets
 from .distributed import batch_share
 from .stage import (
     Stage,
@@ -95,14 +95,13 @@ def _segmenter_targets(stages: tuple[str, ...], num_classes: int):
             mask = source.read_mask(image_id, st)
             if mask is not None:
                 break
-        corr = np.asarray(source.read_corrections(image_id))
+        corr, painted = corrections(source, image_id)
         out = np.full(corr.shape, IGNORE, np.uint8) if mask is None else np.array(mask, np.uint8)
         if out.shape != corr.shape:
             raise ValueError(
                 f"image {image_id!r}: pseudo-mask shape {out.shape} != corrections shape {corr.shape}"
             )
-        painted = corr != IGNORE
-        out[painted] = corr[painted]
+        out[painted] = corr[painted]  # painted "ignore" too: 255 over the pseudo-mask
         bad = (out != IGNORE) & (out >= num_classes)
         if bad.any():
             raise ValueError(f"image {image_id!r}: mask holds class {int(out[bad].max())} >= {num_classes}")
@@ -116,7 +115,7 @@ def _usable(source: Source, ids, stages) -> list[str]:
     for i in ids:
         if any(source.read_mask(i, st) is not None for st in stages):
             keep.append(i)
-        elif np.any(np.asarray(source.read_corrections(i)) != IGNORE):
+        elif np.any(corrections(source, i)[0] != IGNORE):
             keep.append(i)
     return keep
 

@@ -6,7 +6,7 @@ the session, the layers and the workers.
 
 from __future__ import annotations
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QEvent, QSize, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -18,11 +18,14 @@ from qtpy.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
 )
 
-__all__ = ["ProposalControls", "ReviewControls", "ModelControls", "cam_method_names"]
+__all__ = ["ProposalControls", "ReviewControls", "ModelControls", "PanelScrollArea",
+           "cam_method_names"]
 
 
 def cam_method_names() -> list[str]:
@@ -30,6 +33,31 @@ def cam_method_names() -> list[str]:
     from napari_wsss.cams import METHODS
 
     return list(METHODS)
+
+
+class PanelScrollArea(QScrollArea):
+    """Scrolls its content vertically only, and always asks for the width the content
+    needs (also after it changed, e.g. a longer status text), so nothing is clipped."""
+
+    def __init__(self, inner, parent=None):
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setWidget(inner)  # installs this area as the event filter of ``inner``
+
+    def minimumSizeHint(self) -> QSize:
+        inner = self.widget().minimumSizeHint().width()
+        extra = self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+        return QSize(inner + extra, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        return QSize(max(hint.width(), self.minimumSizeHint().width()), hint.height())
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()  # the content's needs changed: tell the dock
+        return super().eventFilter(obj, event)
 
 
 def _spin(lo, hi, value, step, decimals=None):
@@ -160,7 +188,7 @@ class ReviewControls(QGroupBox):
         self.skip_btn = QPushButton("Skip")
         self.skip_btn.setToolTip("Mark skipped and go to the next unreviewed image (Alt+S)")
         self.ignore_btn = QPushButton("Ignore")
-        self.ignore_btn.setToolTip("Brush that paints 'ignore' (saved as 255: not trained on) (Alt+I)")
+        self.ignore_btn.setToolTip("Brush that paints 'ignore': void in exports, not trained on (Alt+I)")
         self.undo_btn = QPushButton("Undo")
         self.redo_btn = QPushButton("Redo")
         self.accept_btn.clicked.connect(
@@ -172,6 +200,9 @@ class ReviewControls(QGroupBox):
         self.undo_btn.clicked.connect(self.undo_requested)
         self.redo_btn.clicked.connect(self.redo_requested)
         self.status = QLabel("")
+        self.status.setWordWrap(True)
+        # a long image id wraps / is cut instead of widening the whole panel
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         row1 = QHBoxLayout()
         row1.addWidget(self.stage)
         row1.addWidget(self.only_unpainted)
@@ -207,12 +238,13 @@ class ModelControls(QGroupBox):
     -------
     retrain_requested(str)
         The model stage to retrain.
-    cancel_retrain_requested(), export_requested()
+    cancel_retrain_requested(), export_requested(), cancel_export_requested()
     """
 
     retrain_requested = Signal(str)
     cancel_retrain_requested = Signal()
     export_requested = Signal()
+    cancel_export_requested = Signal()
 
     def __init__(self, parent=None):
         super().__init__("Model", parent)
@@ -225,6 +257,12 @@ class ModelControls(QGroupBox):
         self.export_format = QComboBox()
         self.export_format.addItems(["png", "tif", "ome-zarr"])
         self.export_format.setToolTip("indexed PNG / palette TIFF / OME-Zarr labels")
+        self.export_cancel_btn = QPushButton("Stop export")
+        self.export_cancel_btn.setEnabled(False)
+        self.export_cancel_btn.clicked.connect(self.cancel_export_requested)
+        self.export_progress = QProgressBar()
+        self.export_progress.setFormat("no export running")
+        self.export_progress.setValue(0)
         self.retrain_btn.clicked.connect(lambda: self.retrain_requested.emit(self.stage.currentText()))
         self.cancel_btn.clicked.connect(self.cancel_retrain_requested)
         self.export_btn.clicked.connect(self.export_requested)
@@ -246,11 +284,17 @@ class ModelControls(QGroupBox):
         row2 = QHBoxLayout()
         row2.addWidget(self.export_format)
         row2.addWidget(self.export_btn)
+        row2.addWidget(self.export_cancel_btn)
         lay.addLayout(row2)
+        lay.addWidget(self.export_progress)
 
     def set_running(self, running: bool) -> None:
         self.retrain_btn.setEnabled(not running)
         self.cancel_btn.setEnabled(running)
+
+    def set_exporting(self, running: bool) -> None:
+        self.export_btn.setEnabled(not running)
+        self.export_cancel_btn.setEnabled(running)
 
     def show_progress(self, p: dict, text: str) -> None:
         steps, step = p.get("steps"), p.get("step")

@@ -61,6 +61,12 @@ class CorrectionsEditor(QObject):
         self.image_id = image_id
         self._sig = self._signature()
 
+    def pause(self) -> None:
+        """Queue the pending save and stop following edits until the next `attach`
+        (the layer is about to receive another image: that is no edit of this one)."""
+        self.flush(wait=False)
+        self.image_id = None
+
     def detach(self) -> None:
         """Disconnect from the layer (after saving what is pending)."""
         self.flush(wait=False)
@@ -133,7 +139,7 @@ class CorrectionsEditor(QObject):
         self.status_changed.emit(self.image_id)
 
     def use_ignore_brush(self) -> None:
-        """Paint mode with the "ignore" value (saved as 255)."""
+        """Paint mode with the "ignore" value (saved as 254: void in exports, ignored in training)."""
         self.layer.selected_label = IGNORE_VALUE
         self.layer.mode = "paint"
 

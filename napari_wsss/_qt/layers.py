@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.colormaps import Colormap, DirectLabelColormap
+from qtpy.QtCore import QTimer
 
 from napari_wsss.colors import IGNORE, class_color
 
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     import napari
 
 __all__ = ["LayerSet", "labels_colormap", "heatmap_colormap"]
+
+THUMBNAIL_DELAY_MS = 300
+"""Layer-list thumbnails follow an image switch this much later (rapid switching
+through images does not pay for thumbnails nobody sees)."""
 
 STAGE_TITLES = {"cam": "prior (CAM)", "crf": "CRF", "rw": "random walk", "segmenter": "segmenter"}
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
@@ -42,13 +47,13 @@ def heatmap_colormap(c: int, name: str, *, background: int | None) -> Colormap:
     return Colormap([[0, 0, 0, 1], [r, g, b, 1]], name=f"wsss:{c}:{name}", display_name=name)
 
 
-def _cam_transform(cam_shape, image_shape) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Scale and translate that stretch a ``(h, w)`` CAM over an ``(H, W)`` image.
+def _cam_transform(pixel) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Scale and translate of a CAM layer whose pixels are ``pixel`` image pixels large.
 
     CAM pixel ``i`` covers image pixels ``[i s, (i + 1) s)``, so its centre is at
     ``(i + 0.5) s - 0.5`` in napari's pixel-centre coordinates.
     """
-    s = tuple(float(H) / float(h) for H, h in zip(image_shape[:2], cam_shape))
+    s = tuple(float(p) for p in pixel)
     t = tuple(0.5 * si - 0.5 for si in s)
     return s, t
 
@@ -82,6 +87,11 @@ class LayerSet:
         self.heatmap_visible: dict[int, bool] = {}
         self._setting_visible = False
         self._last_shape = None
+        self._stale_thumbnails: set = set()
+        self._thumbnail_timer = QTimer()
+        self._thumbnail_timer.setSingleShot(True)
+        self._thumbnail_timer.setInterval(THUMBNAIL_DELAY_MS)
+        self._thumbnail_timer.timeout.connect(self._update_thumbnails)
 
     @property
     def heatmaps(self) -> dict[int, Image]:
@@ -94,9 +104,54 @@ class LayerSet:
         return [x for x in out if x is not None]
 
     def _assign(self, layer, data: np.ndarray) -> None:
-        """``layer.data = data`` (also for hidden layers: a saved or exported layer
-        must never hold another image's data)."""
-        layer.data = data
+        """Put ``data`` in ``layer``, also in hidden layers (a saved or exported layer must
+        never hold another image's data).
+
+        With the shape and dtype of the layer's current array, ``data`` is copied into
+        that array (always our own copy) and the layer refreshed: napari then skips what
+        it does for a *new* array (recomputing the viewer's dims for every layer, and for
+        Labels building a new colormap shader that the next draw must recompile), which
+        is most of the cost of a switch. The layer-list thumbnail is brought up to date a
+        moment later (`THUMBNAIL_DELAY_MS`), off the switch's critical path. Otherwise a
+        copy becomes the layer's array.
+        """
+        old = layer.data
+        data = np.asarray(data)
+        if (isinstance(old, np.ndarray) and old.shape == data.shape and old.dtype == data.dtype
+                and old.flags.writeable):
+            if old is not data:
+                np.copyto(old, data)
+            self._refresh(layer)
+            return
+        layer.data = np.array(data, copy=True)
+
+    def _refresh(self, layer) -> None:
+        """Redraw ``layer`` after an in-place change of its data (same shape: same extent)."""
+        if not layer.visible:
+            return  # napari refreshes a layer when it is shown
+        try:
+            layer.refresh(thumbnail=False, extent=False)
+        except TypeError:  # a napari without partial refreshes
+            layer.refresh()
+            return
+        self._stale_thumbnails.add(layer)
+        self._thumbnail_timer.start()
+
+    def _update_thumbnails(self) -> None:
+        stale, self._stale_thumbnails = self._stale_thumbnails, set()
+        for layer in stale:
+            if layer in self.viewer.layers and layer.visible:
+                layer.refresh(data_displayed=False, highlight=False, extent=False)
+
+    def _clear(self, layer, shape) -> None:
+        """Zero a layer's data at ``shape`` (in place when it has that shape already)."""
+        old = layer.data
+        if isinstance(old, np.ndarray) and old.shape == tuple(shape) and old.flags.writeable:
+            if old.any():
+                old[...] = 0
+                layer.refresh()
+        else:
+            layer.data = np.zeros(shape, dtype=getattr(old, "dtype", np.float32))
 
     def _on_visible(self, event) -> None:
         layer = event.source
@@ -123,7 +178,7 @@ class LayerSet:
     def _set_image(self, image: np.ndarray) -> None:
         rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
         if self.image is not None and self.image.rgb == rgb and self.image in self.viewer.layers:
-            self.image.data = image
+            self._assign(self.image, image)
             if not rgb:
                 self.image.reset_contrast_limits()
             return
@@ -136,11 +191,23 @@ class LayerSet:
             self._heat_cmaps[c] = heatmap_colormap(c, self.classes[c], background=self.background)
         return self._heat_cmaps[c]
 
+    def _slot_plan(self, classes: list[int]) -> list[int | None]:
+        """Class shown by each slot: a class keeps the slot it had (so its colormap, whose
+        change makes napari rebuild the slot's shader, stays), new classes take free
+        slots in class order; ``None`` = unused."""
+        plan: list[int | None] = [c if c in classes else None for c in self.slot_class]
+        plan += [None] * max(0, len(classes) - len(plan))
+        free = iter([k for k, c in enumerate(plan) if c is None])
+        for c in sorted(set(classes) - set(plan)):
+            plan[next(free)] = c
+        return plan
+
     def _set_heatmaps(self, view: ImageView, shape) -> None:
-        want: list[tuple[int, np.ndarray]] = []
+        cams: dict[int, np.ndarray] = {}
         if view.cams is not None:
-            want = sorted((int(c), view.cams[k]) for k, c in enumerate(view.cam_classes))
-        while len(self.slots) < len(want):
+            cams = {int(c): view.cams[k] for k, c in enumerate(view.cam_classes)}
+        plan = self._slot_plan(list(cams))
+        while len(self.slots) < len(plan):
             k = len(self.slots)
             layer = Image(np.zeros(shape, np.float32), name=f"heatmap {k}", blending="additive",
                           contrast_limits=(0.0, 1.0), opacity=0.6)
@@ -148,28 +215,32 @@ class LayerSet:
             idx = ll.index(self.slots[-1]) + 1 if self.slots else ll.index(self.image) + 1
             self.slots.append(self._add(layer, idx))
             self.slot_class.append(None)
-        for k, layer in enumerate(self.slots):
-            if k >= len(want):
-                self.slot_class[k] = None
+        for k, (layer, c) in enumerate(zip(self.slots, plan)):
+            self.slot_class[k] = c
+            if c is None:
                 if layer.name != f"heatmap {k} (unused)":
                     layer.name = f"heatmap {k} (unused)"
                 self._set_visible(layer, False)
-                self._assign(layer, np.zeros(shape, np.float32))
+                # keep the current (CAM-sized) array when it covers this image: no reallocation
+                cur = np.shape(layer.data)
+                fits = tuple(float(n) * float(sc) for n, sc in zip(cur, layer.scale)) == \
+                    tuple(float(n) for n in shape)
+                if not fits:
+                    layer.scale, layer.translate = (1.0, 1.0), (0.0, 0.0)
+                self._clear(layer, cur if fits else shape)
                 continue
-            c, cam = want[k]
-            cam = np.asarray(cam, dtype=np.float32)
-            self.slot_class[k] = c
+            cam = np.asarray(cams[c], dtype=np.float32)
             name = f"heatmap: {self.classes[c]}"
             if layer.name != name:
                 layer.name = name
             cmap = self._heat_cmap(c)
             if layer.colormap.name != cmap.name:
                 layer.colormap = cmap
-            scale, translate = _cam_transform(cam.shape, shape)
+            scale, translate = _cam_transform(view.cam_pixel)
             if tuple(layer.scale) != scale or tuple(layer.translate) != translate:
                 layer.scale, layer.translate = scale, translate
-            self._set_visible(layer, self.heatmap_visible.get(c, True))
             self._assign(layer, cam)
+            self._set_visible(layer, self.heatmap_visible.get(c, True))
 
     def _set_masks(self, view: ImageView, shape) -> None:
         final = next((s for s in reversed(MASK_STAGES) if s in view.masks), None)
@@ -179,7 +250,7 @@ class LayerSet:
             if data is None:
                 if layer is not None:
                     self._set_visible(layer, False)
-                    self._assign(layer, np.zeros(shape, dtype=np.uint8))
+                    self._clear(layer, shape)
                 continue
             if layer is None:
                 layer = Labels(data, name=f"proposal: {STAGE_TITLES[stage]}", opacity=0.45,
@@ -203,13 +274,16 @@ class LayerSet:
             layer.selected_label = 1
             self.corrections = self._add(layer)
             return
-        mode = layer.mode
-        layer.data = data
-        # The undo history belongs to the previous image: drop it (napari resets the
-        # history when a layer stops being editable).
-        layer.editable = False
-        layer.editable = True
-        layer.mode = mode
+        self._assign(layer, data)
+        # The undo history belongs to the previous image: drop it.
+        reset = getattr(layer, "_reset_history", None)
+        if callable(reset):
+            reset()
+        else:  # napari resets the history when a layer stops being editable
+            mode = layer.mode
+            layer.editable = False
+            layer.editable = True
+            layer.mode = mode
 
     # ------------------------------------------------------------------ public
     def show(self, view: ImageView) -> None:
@@ -242,8 +316,15 @@ class LayerSet:
         if layer is not None:
             self._set_visible(layer, visible)
 
+    def stop(self) -> None:
+        """Drop the pending thumbnail update (the panel is closing)."""
+        self._thumbnail_timer.stop()
+        self._stale_thumbnails = set()
+
     def clear(self) -> None:
         """Remove every layer this set added."""
+        self._thumbnail_timer.stop()
+        self._stale_thumbnails = set()
         for layer in self._layers():
             layer.events.visible.disconnect(self._on_visible)
             if layer in self.viewer.layers:

@@ -5,7 +5,6 @@ Thin: it asks for paths and emits them; the annotation widget does the work.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QColor, QIcon, QPixmap
@@ -21,6 +20,7 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -114,6 +114,8 @@ class ProjectPanel(QWidget):
         self.new_btn.clicked.connect(self._ask_new)
         self.path_label = QLabel("no project")
         self.path_label.setWordWrap(True)
+        # a long path (no spaces to wrap at) is cut instead of widening the panel
+        self.path_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.classes = QListWidget()
         self.classes.setMaximumHeight(140)
         self.classes.setToolTip("Class colours; tick to show the class heatmap")
@@ -145,6 +147,7 @@ class ProjectPanel(QWidget):
     def set_project(self, path, classes: list[str], *, background: int | None) -> None:
         """Show a project's path and class list (colour, name, heatmap tick box)."""
         self.path_label.setText(str(path))
+        self.path_label.setToolTip(str(path))
         self.classes.blockSignals(True)
         self.classes.clear()
         for c, name in enumerate(classes):

@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer, Signal
-from qtpy.QtWidgets import QFileDialog, QLabel, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QTimer, Signal
+from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
-from .controls import ModelControls, ProposalControls, ReviewControls
+from .controls import ModelControls, PanelScrollArea, ProposalControls, ReviewControls
 from .editing import CorrectionsEditor
 from .layers import STAGE_TITLES, LayerSet
 from .navigation import NavigationPanel
 from .project_panel import ProjectPanel
-from .retrain import RetrainRunner, format_progress, train_command
+from .model_actions import ModelActions
 from .session import MASK_STAGES, AnnotationSession, config_from_settings, default_config
-from .workers import BackgroundIO, proposal_worker, run_in_worker
+from .workers import BackgroundIO, proposal_worker
 
 if TYPE_CHECKING:
     import napari
@@ -69,7 +69,6 @@ class AnnotationWidget(QWidget):
         self.layers: LayerSet | None = None
         self.current: str | None = None
         self.worker = None
-        self._export_worker = None
         self._closed = False
         self.io = BackgroundIO(self._write, self._read,
                                on_error=lambda i, e: log.error("save of %s failed: %s", i, e))
@@ -87,20 +86,16 @@ class AnnotationWidget(QWidget):
         for w in (self.project_panel, self.nav, self.review, self.proposal_controls,
                   self.model_controls, self.message):
             lay.addWidget(w)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setWidget(inner)
-        # wide enough for every control (no clipping), scrolling only vertically
-        scroll.setMinimumWidth(inner.minimumSizeHint().width()
-                               + scroll.verticalScrollBar().sizeHint().width() + 4)
+        self.scroll = PanelScrollArea(inner)  # as wide as the controls need, scrolls vertically
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
+        outer.addWidget(self.scroll)
 
         self.editor = CorrectionsEditor(self.io, self)
         self.editor.status_changed.connect(self._status_changed)
-        self.retrainer = RetrainRunner(self)
+        self.model = ModelActions(self.model_controls, lambda: self.session, self._flush, self)
+        self.model.message.connect(self.message.setText)
+        self.retrainer = self.model.retrainer
         self._adopt_pending = False
         self._connect()
         self._bind_keys()
@@ -126,12 +121,7 @@ class AnnotationWidget(QWidget):
         rv.ignore_requested.connect(self.use_ignore_brush)
         rv.undo_requested.connect(self.undo)
         rv.redo_requested.connect(self.redo)
-        mc.retrain_requested.connect(self.retrain)
-        mc.cancel_retrain_requested.connect(self.retrainer.cancel)
         mc.export_requested.connect(self._ask_export)
-        self.retrainer.progress.connect(lambda p: mc.show_progress(p, format_progress(p)))
-        self.retrainer.log.connect(mc.log.appendPlainText)
-        self.retrainer.finished.connect(self._retrain_finished)
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.viewer.layers.events.removing.connect(self._on_layer_removing)
 
@@ -249,8 +239,16 @@ class AnnotationWidget(QWidget):
         """Save the current image's corrections, then show ``image_id``."""
         if self.session is None or image_id is None:
             return
-        self._flush(wait=False)
-        view = self.io.load(image_id)  # ordered after the save just queued
+        previous = self.current
+        self.editor.pause()  # queues the save of the current image
+        try:
+            view = self.io.load(image_id)  # ordered after the save just queued
+        except Exception as exc:  # a damaged image: say so, stay on the current one
+            log.error("cannot show %s", image_id, exc_info=exc)
+            self.message.setText(f"cannot show {image_id}: {exc}")
+            if previous is not None:
+                self.editor.attach(self.session, self.layers.corrections, previous)
+            return
         self.current = image_id
         self.layers.show(view)
         self.editor.attach(self.session, self.layers.corrections, image_id)
@@ -408,20 +406,8 @@ class AnnotationWidget(QWidget):
 
     # ------------------------------------------------------------------ model
     def retrain(self, stage: str = "classifier", argv: list[str] | None = None) -> None:
-        """Start the trainer in its own process (``argv`` overrides the command)."""
-        if self.session is None or self.retrainer.is_running():
-            return
-        self._flush()
-        self.model_controls.set_running(True)
-        self.retrainer.start(argv or train_command(self.session.project.path, stage))
-
-    def _retrain_finished(self, code: int) -> None:
-        self.model_controls.set_running(False)
-        if code == 0 and self.session is not None:
-            self.session.invalidate_pipeline()
-            self.model_controls.log.appendPlainText("training finished: new proposals use the new model")
-        else:
-            self.model_controls.log.appendPlainText(f"training stopped (exit code {code})")
+        """Start the trainer in its own process (`ModelActions.retrain`)."""
+        self.model.retrain(stage, argv)
 
     def _ask_export(self) -> None:
         out = QFileDialog.getExistingDirectory(self, "Export masks to folder")
@@ -429,26 +415,9 @@ class AnnotationWidget(QWidget):
             self.export(out)
 
     def export(self, out_dir, *, format: str | None = None):
-        """Export the corrected masks (gaps filled from the proposals) with the function
-        ``napari-wsss export`` runs, in a worker; returns the started worker."""
-        if self.session is None:
-            return None
-        from napari_wsss.export import export_project
-
-        fmt = format or self.model_controls.export_format.currentText()
-        self._flush()
-        worker = run_in_worker(export_project, self.session.project, Path(out_dir), format=fmt)
-        worker.returned.connect(
-            lambda r: self.message.setText(f"exported {len(r.files)} masks to {r.out_dir}"
-                                           + (f"; {len(r.missing)} without masks" if r.missing else ""))
-        )
-        worker.errored.connect(lambda e: (log.error("export failed", exc_info=e),
-                                          self.message.setText(f"export failed: {e}")))
-        worker.finished.connect(lambda: self.model_controls.export_btn.setEnabled(True))
-        self._export_worker = worker
-        self.model_controls.export_btn.setEnabled(False)
-        worker.start()
-        return worker
+        """Export the corrected masks in a worker, with progress and a stop button
+        (`ModelActions.export`); returns the started worker."""
+        return self.model.export(out_dir, format=format)
 
     # ------------------------------------------------------------------ teardown
     def cleanup(self) -> None:
@@ -460,7 +429,9 @@ class AnnotationWidget(QWidget):
             self.worker.quit()  # stops at its next step, before saving
         self.editor.detach()  # queues the last save
         self.io.close()  # waits for it
-        self.retrainer.cancel()
+        if self.layers is not None:
+            self.layers.stop()
+        self.model.shutdown()
         for key in self._bound:
             self.viewer.bind_key(key, None)
         self._bound = []

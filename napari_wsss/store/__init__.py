@@ -6,7 +6,15 @@ See ``docs/store.md`` for the on-disk layout and the atomic-write protocol.
 from ._project import Project, image_sha1
 from ._records import ImageRecord, Info, Status
 from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError
-from ._validate import CHECKPOINT_STAGES, IGNORE, MASK_STAGES, STATUSES
+from ._validate import (
+    CHECKPOINT_STAGES,
+    IGNORE,
+    IGNORE_PAINTED,
+    MASK_STAGES,
+    MAX_CLASSES,
+    STATUSES,
+    split_corrections,
+)
 
 __all__ = [
     "Project",
@@ -21,4 +29,7 @@ __all__ = [
     "CHECKPOINT_STAGES",
     "STATUSES",
     "IGNORE",
+    "IGNORE_PAINTED",
+    "MAX_CLASSES",
+    "split_corrections",
 ]

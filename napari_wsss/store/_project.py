@@ -345,13 +345,17 @@ class Project:
         return Info(slot, name, tuple(shape), str(dtype), attrs.get("time"), attrs.get("model_version"))
 
     def write_corrections(self, image_id: str, mask) -> None:
-        """Store the annotator's sparse corrections, ``(H, W)`` uint8, 255 = unlabeled."""
-        data = check_mask(mask, self.image_shape(image_id), len(self.classes), "corrections")
+        """Store the annotator's sparse corrections, ``(H, W)`` uint8: class indices,
+        254 (`IGNORE_PAINTED`) = painted "ignore", 255 = unlabeled."""
+        data = check_mask(mask, self.image_shape(image_id), len(self.classes), "corrections",
+                          painted_ignore=True)
         self._write_slot(image_id, "corrections", "corrections", data, fill_value=IGNORE,
                          attrs={"kind": "corrections"})
 
     def read_corrections(self, image_id: str) -> np.ndarray:
-        """Corrections ``(H, W)`` uint8; all 255 when none were saved."""
+        """Corrections ``(H, W)`` uint8 (class indices, 254 = painted "ignore", 255 =
+        unlabeled); all 255 when none were saved. `split_corrections` turns them into a
+        mask with 255 for both kinds of ignore."""
         got = self._read_slot(image_id, "corrections")
         if got is None:
             return np.full(self.image_shape(image_id), IGNORE, dtype=np.uint8)

@@ -39,7 +39,7 @@ class ImageRecord:
     image : ndarray, shape (H, W) or (H, W, C)
     labels : ndarray of int64, shape (L,)
     masks : dict of str -> ndarray (H, W) uint8, by stage
-    corrections : ndarray (H, W) uint8, 255 = unlabeled
+    corrections : ndarray (H, W) uint8, 254 = painted "ignore", 255 = unlabeled
     """
 
     image_id: str

@@ -12,6 +12,9 @@ __all__ = [
     "CHECKPOINT_STAGES",
     "STATUSES",
     "IGNORE",
+    "IGNORE_PAINTED",
+    "MAX_CLASSES",
+    "split_corrections",
     "check_classes",
     "check_labels",
     "check_image",
@@ -23,6 +26,12 @@ __all__ = [
 
 #: Value of unlabeled / ignored pixels in every mask.
 IGNORE = 255
+#: Corrections only: a pixel the annotator painted "ignore" (don't care). Unlike
+#: `IGNORE` (nobody looked at it), it is never filled from a proposal; every consumer
+#: (export, evaluation, training) reads it as ignore (255). See `split_corrections`.
+IGNORE_PAINTED = 254
+#: Most classes a project can have: indices ``0..253``; 254 and 255 are reserved.
+MAX_CLASSES = IGNORE_PAINTED
 #: Pseudo-mask stages a project stores (``write_mask``).
 MASK_STAGES = ("cam", "crf", "rw", "segmenter", "explainer")
 #: Model stages with checkpoints (``save_checkpoint``).
@@ -72,8 +81,11 @@ def check_classes(classes: Sequence[str], background: bool) -> list[str]:
     n_fg = len(classes) - (1 if background else 0)
     if n_fg < 1:
         raise ValueError("a project needs at least one foreground class")
-    if len(classes) > IGNORE:
-        raise ValueError(f"at most {IGNORE} classes (255 marks ignored pixels), got {len(classes)}")
+    if len(classes) > MAX_CLASSES:
+        raise ValueError(
+            f"at most {MAX_CLASSES} classes (mask values {IGNORE_PAINTED} and {IGNORE} are reserved "
+            f"for ignored pixels), got {len(classes)}"
+        )
     return classes
 
 
@@ -118,21 +130,48 @@ def check_image(image) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def check_mask(mask, shape: tuple[int, int], n_classes: int, what: str) -> np.ndarray:
-    """A ``(H, W)`` mask of class indices ``< n_classes`` or 255 -> uint8."""
+def check_mask(mask, shape: tuple[int, int], n_classes: int, what: str, *,
+               painted_ignore: bool = False) -> np.ndarray:
+    """A ``(H, W)`` mask of class indices ``< n_classes`` or 255 (with ``painted_ignore``
+    also `IGNORE_PAINTED`, for corrections) -> uint8."""
     m = np.asarray(mask)
     if m.shape != tuple(shape):
         raise ValueError(f"{what} must have the image's shape {tuple(shape)}, got {m.shape}")
     if not (np.issubdtype(m.dtype, np.integer) or m.dtype == bool):
         raise TypeError(f"{what} must hold integer class indices, got dtype {m.dtype}")
     values = np.unique(m)
-    bad = values[((values < 0) | (values >= n_classes)) & (values != IGNORE)]
+    special = (values == IGNORE) | ((values == IGNORE_PAINTED) & painted_ignore)
+    bad = values[((values < 0) | (values >= n_classes)) & ~special]
     if bad.size:
+        also = f", {IGNORE_PAINTED} (painted ignore)" if painted_ignore else ""
         raise ValueError(
             f"{what} holds values {bad[:10].tolist()} that are neither class indices "
-            f"0..{n_classes - 1} nor {IGNORE} (ignore)"
+            f"0..{n_classes - 1} nor {IGNORE} (ignore){also}"
         )
     return np.ascontiguousarray(m, dtype=np.uint8)
+
+
+def split_corrections(corrections) -> tuple[np.ndarray, np.ndarray]:
+    """Corrections as a training / export mask, and where the annotator painted.
+
+    Parameters
+    ----------
+    corrections : array, shape (H, W), uint8
+        Stored corrections: class indices, `IGNORE_PAINTED` (painted "ignore") or
+        `IGNORE` (not painted).
+
+    Returns
+    -------
+    labels : ndarray, shape (H, W), uint8
+        Class indices, 255 wherever there is no class (not painted or painted "ignore").
+    painted : ndarray, shape (H, W), bool
+        True where the annotator painted (a class or "ignore"): these pixels override
+        any proposal, painted "ignore" with 255.
+    """
+    corr = np.asarray(corrections)
+    painted = corr != IGNORE
+    labels = np.where(corr == IGNORE_PAINTED, IGNORE, corr).astype(np.uint8)
+    return labels, painted
 
 
 def check_cams(cams, classes, n_classes: int) -> tuple[np.ndarray, list[int]]:

@@ -14,6 +14,13 @@ def test_round_trip_and_values():
     np.testing.assert_array_equal(back, mask)
 
 
+def test_painted_ignore_and_last_class():
+    # stored 254 (painted "ignore") <-> layer 255; the last class 253 <-> layer 254
+    mask = np.array([[254, 253, 255]], dtype=np.uint8)
+    assert class_to_layer(mask).tolist() == [[255, 254, 0]]
+    np.testing.assert_array_equal(layer_to_class(class_to_layer(mask)), mask)
+
+
 def test_layer_to_class_accepts_wider_ints():
     assert layer_to_class(np.array([[0, 5]], dtype=np.int32)).tolist() == [[255, 4]]
 

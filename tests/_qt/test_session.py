@@ -49,9 +49,11 @@ def test_corrections_round_trip_through_store(project):
     stored = Project.open(project.path, mode="r").read_corrections("a")
     expected = np.full((48, 64), 255, np.uint8)
     expected[1:3, 1:4] = 1
+    expected[10, 10] = 254  # painted "ignore", distinct from 255 "unlabeled"
     np.testing.assert_array_equal(stored, expected)
     view = s.load("a")
-    assert view.corrections[1, 1] == 2 and view.corrections[10, 10] == 0
+    assert view.corrections[1, 1] == 2 and view.corrections[10, 10] == IGNORE_VALUE
+    assert view.corrections[0, 0] == 0
     assert view.masks == {} and view.cams is None
 
 
@@ -84,3 +86,24 @@ def test_accept_reset_skip_statuses(project):
     assert project.status("b").status == "new"
     s.skip("c")
     assert Project.open(project.path, mode="r").status("c").status == "skipped"
+
+
+def test_display_cams_are_block_means_with_their_pixel_size(project):
+    from napari_wsss._qt.session import _display_cams
+
+    # a ramp along x: the mean of columns 3j..3j+2 is 3j + 1; rows are not blocked (5 <= 256)
+    ramp = np.broadcast_to(np.arange(600, dtype=np.float32), (1, 5, 600))
+    out, block = _display_cams(ramp, 256)
+    assert block == (1, 3) and out.shape == (1, 5, 200)
+    np.testing.assert_allclose(out[0, 2, :4], [1.0, 4.0, 7.0, 10.0])
+    # 520 rows in blocks of 3: 173 blocks, the last row (a partial block) is dropped
+    col = np.broadcast_to(np.arange(520, dtype=np.float32)[:, None], (1, 520, 4))
+    out, block = _display_cams(col, 256)
+    assert block == (3, 1) and out.shape == (1, 173, 4)
+    assert out[0, 172, 0] == (516 + 517 + 518) / 3
+    # through the session: CAMs stored at the 48 x 64 image size, shown at <= 20 px
+    cams = np.stack([np.tile(np.arange(64, dtype=np.float32), (48, 1))] * 2) / 63
+    project.write_cams("a", "gradcam", cams, [0, 1], model_version="v")
+    view = AnnotationSession(project).load("a", cam_side=20)
+    assert view.cams.shape == (2, 16, 16) and view.cam_pixel == (3.0, 4.0)
+    np.testing.assert_allclose(view.cams[1, 0, :2], [1.5 / 63, 5.5 / 63], rtol=1e-6)

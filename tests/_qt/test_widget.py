@@ -58,6 +58,29 @@ def test_paint_is_saved_debounced_and_status_corrected(make_napari_viewer, qtbot
                     timeout=3000)
 
 
+def test_continuous_painting_is_saved_within_a_second(make_napari_viewer, qtbot, project):
+    """The save is not pushed back by every new stroke: while the annotator keeps painting,
+    the store never lags more than a second behind."""
+    import time
+
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    layer = widget.layers.corrections
+    layer.brush_size = 1
+    strokes = []
+    for i in range(16):  # a stroke every ~100 ms for ~1.6 s
+        layer.paint((i, i), 2)
+        strokes.append((time.perf_counter(), i))
+        qtbot.wait(100)
+        now = time.perf_counter()
+        stored = Project.open(project.path, mode="r").read_corrections("a")
+        for t, j in strokes:
+            if t < now - 1.0:
+                assert stored[j, j] == 1, f"stroke {j} from {now - t:.2f} s ago is not saved"
+    assert any(t < strokes[-1][0] - 1.0 for t, _ in strokes)  # the check above had work to do
+    qtbot.waitUntil(lambda: Project.open(project.path, mode="r").read_corrections("a")[15, 15] == 1,
+                    timeout=1000)
+
+
 def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, project):
     project.write_mask("a", "crf", _proposal((48, 64), 32, 0, 1), model_version="imagenet:x")
     project.write_mask("a", "rw", _proposal((48, 64), 20, 1, 0), model_version="imagenet:x")
@@ -77,7 +100,7 @@ def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, projec
     reopened = Project.open(project.path, mode="r")
     expected = _proposal((48, 64), 32, 0, 1)
     expected[5, 50] = 2
-    expected[6, 50] = 255
+    expected[6, 50] = 254  # painted "ignore"
     np.testing.assert_array_equal(reopened.read_corrections("a"), expected)
     assert reopened.status("a").status == "accepted"
     assert reopened.status("b").status == "corrected"
@@ -87,10 +110,44 @@ def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, projec
 
     viewer2, widget2 = _open(make_napari_viewer, qtbot, project)
     assert widget2.session.status("a") == "accepted"
+    np.testing.assert_array_equal(widget2.layers.corrections.data,
+                                  np.where(expected == 254, IGNORE_VALUE, expected + 1))
     widget2.show_image("b")
     np.testing.assert_array_equal(widget2.layers.corrections.data, np.where(b == 255, 0, b + 1))
     texts = [widget2.nav.list.item(i).text() for i in range(4)]
     assert texts[0].endswith("[accepted]") and texts[1].endswith("[corrected]")
+
+
+def test_ignore_strokes_come_back_as_ignore_after_reopen(make_napari_viewer, qtbot, project):
+    project.write_mask("a", "crf", _proposal((48, 64), 32, 0, 1), model_version="imagenet:x")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    layer = widget.layers.corrections
+    layer.brush_size = 5
+    layer.paint((20, 10), 2)  # class 1, a disc of radius ~2 around (20, 10)
+    widget.use_ignore_brush()  # Alt-I
+    layer.paint((30, 40), layer.selected_label)
+    painted_class = layer.data == 2
+    painted_ignore = layer.data == IGNORE_VALUE
+    assert painted_class.sum() > 5 and painted_ignore.sum() > 5
+    viewer.close()  # no explicit save: the pending debounced save must land
+
+    stored = Project.open(project.path, mode="r").read_corrections("a")
+    expected = np.full((48, 64), 255, np.uint8)
+    expected[painted_class] = 1
+    expected[painted_ignore] = 254
+    np.testing.assert_array_equal(stored, expected)
+    assert project.status("a").status == "corrected"
+
+    viewer2, widget2 = _open(make_napari_viewer, qtbot, project)
+    data = widget2.layers.corrections.data
+    np.testing.assert_array_equal(data == IGNORE_VALUE, painted_ignore)
+    np.testing.assert_array_equal(data == 2, painted_class)
+    assert ((data == 0) == ~(painted_ignore | painted_class)).all()
+    # accepting only where nothing was painted keeps the ignore strokes
+    widget2.accept("crf", only_unpainted=True)
+    after = widget2.layers.corrections.data
+    assert (after[painted_ignore] == IGNORE_VALUE).all() and (after[painted_class] == 2).all()
+    assert after[0, 0] == 1 and after[0, 63] == 2
 
 
 def test_keyboard_navigation_and_unbind_on_close(make_napari_viewer, qtbot, project):
@@ -111,11 +168,64 @@ def test_keyboard_navigation_and_unbind_on_close(make_napari_viewer, qtbot, proj
     assert widget.current == "c"
     QTest.keyClick(canvas, Qt.Key_S, Qt.AltModifier)  # skip "c" -> next unreviewed "d"
     assert project.status("c").status == "skipped" and widget.current == "d"
+    QTest.keyClick(canvas, Qt.Key_I, Qt.AltModifier)  # the ignore brush
+    layer = widget.layers.corrections
+    assert layer.selected_label == IGNORE_VALUE and layer.mode == "paint"
+    project.write_mask("d", "crf", _proposal((48, 64), 32, 0, 2), model_version="v")
+    widget.show_image("d")  # reload: the proposal is new
+    QTest.keyClick(canvas, Qt.Key_A, Qt.AltModifier)  # accept the shown proposal
+    assert project.status("d").status == "accepted"
+    np.testing.assert_array_equal(layer.data, _proposal((48, 64), 32, 1, 3))
     assert {str(k) for k in viewer.keymap} >= {"Alt+Right", "Alt+Left", "Alt+Down"}
     widget.close()
     assert not any(str(k).startswith("Alt+") for k in viewer.keymap)
     QTest.keyClick(canvas, Qt.Key_Left, Qt.AltModifier)
     assert widget.current == "d"
+
+
+def test_class_colours_match_the_export_palette(make_napari_viewer, qtbot, project, tmp_path):
+    from PIL import Image as PILImage
+
+    from napari_wsss.export import export_project
+
+    bg = Project.create(tmp_path / "bg.zarr", ["cat", "dog"], background=True)
+    bg.add_image("x", np.zeros((4, 5, 3), np.uint8), ["cat"])
+    for p in (project, bg):
+        image_id = p.image_ids()[0]
+        n = len(p.classes)
+        mask = np.full(p.image_shape(image_id), 255, np.uint8)
+        mask[0, :n] = np.arange(n)
+        p.write_corrections(image_id, mask)
+        export_project(p, tmp_path / f"out-{p.path.stem}", ids=[image_id])
+        palette = np.array(PILImage.open(tmp_path / f"out-{p.path.stem}" / f"{image_id}.png")
+                           .getpalette()).reshape(-1, 3)
+        viewer, widget = _open(make_napari_viewer, qtbot, p)
+        cmap = widget.layers.corrections.colormap
+        for c in range(n):  # layer value c + 1 = class c
+            np.testing.assert_allclose(cmap.map(c + 1)[:3] * 255, palette[c], atol=0.6)
+        # the ignore brush has the export's void colour
+        np.testing.assert_allclose(cmap.map(IGNORE_VALUE)[:3] * 255, palette[255], atol=0.6)
+        viewer.close()
+
+
+def test_panel_is_as_wide_as_its_controls(make_napari_viewer, qtbot, tmp_path):
+    """No control is clipped, also after a project with long names changed the texts."""
+    rng = np.random.default_rng(0)
+    p = Project.create(tmp_path / ("a-rather-long-project-folder-name-" * 3 + ".zarr"),
+                       ["disc", "square"])
+    p.add_image("an_image_id_that_is_much_longer_than_the_panel_is_wide_0001",
+                rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), [0])
+    viewer = make_napari_viewer()
+    widget = AnnotationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="wsss")
+    viewer.window._qt_window.resize(1200, 800)
+    viewer.window._qt_window.show()
+    inner = widget.scroll.widget()
+    widget.proposal_controls.threshold.setSuffix("  (a much longer suffix than before)")
+    widget.open_project(p.path)
+    qtbot.waitUntil(lambda: inner.minimumSizeHint().width() <= widget.scroll.viewport().width(),
+                    timeout=3000)
+    assert inner.width() <= widget.scroll.viewport().width()
 
 
 def test_filters_drive_navigation(make_napari_viewer, qtbot, project):
@@ -194,7 +304,7 @@ def test_accept_and_reset_are_undoable_strokes(make_napari_viewer, qtbot, projec
     widget.save_now()
     widget.io.flush()
     stored = Project.open(project.path, mode="r").read_corrections("a")
-    assert stored[0, 0] == 255 and stored[20, 20] == 0 and stored[20, 40] == 1
+    assert stored[0, 0] == 254 and stored[20, 20] == 0 and stored[20, 40] == 1
 
 
 def test_hidden_layers_show_the_current_image_when_shown(make_napari_viewer, qtbot, project):
@@ -207,10 +317,33 @@ def test_hidden_layers_show_the_current_image_when_shown(make_napari_viewer, qtb
     assert not prior.visible and viewer.layers["proposal: CRF"].visible  # last stage shown
     widget.next_image()
     assert widget.current == "b"
+    # what napari hands to the canvas (its current slice) follows the data copied in place
+    crf = viewer.layers["proposal: CRF"]
+    np.testing.assert_array_equal(np.asarray(crf._slice.image.raw), _proposal((48, 64), 50, 2, 1))
+    np.testing.assert_array_equal(np.asarray(viewer.layers["image"]._slice.image.raw),
+                                  project.image("b"))
     prior.visible = True
     np.testing.assert_array_equal(prior.data, _proposal((48, 64), 50, 1, 2))
+    np.testing.assert_array_equal(np.asarray(prior._slice.image.raw), _proposal((48, 64), 50, 1, 2))
     widget.next_image()  # "c" has no proposals: the visible layers are emptied
     assert (prior.data == 0).all() and not prior.visible
+    assert not crf.visible and (crf.data == 0).all()
+
+
+def test_thumbnails_follow_the_image_after_a_switch(make_napari_viewer, qtbot, project):
+    from napari.layers import Image
+
+    from napari_wsss._qt.layers import THUMBNAIL_DELAY_MS
+
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    layer = widget.layers.image
+    expected = Image(project.image("b"), rgb=True)
+    expected._thumbnail_shape = layer._thumbnail_shape
+    expected.refresh()
+    assert not np.array_equal(layer.thumbnail, expected.thumbnail)  # still "a"
+    widget.next_image()
+    qtbot.wait(THUMBNAIL_DELAY_MS + 100)
+    np.testing.assert_array_equal(layer.thumbnail, expected.thumbnail)
 
 
 def test_heatmap_toggle_per_class_is_remembered(make_napari_viewer, qtbot, project):
@@ -243,11 +376,35 @@ def test_export_button_writes_the_corrected_masks(make_napari_viewer, qtbot, pro
     widget.layers.corrections.brush_size = 1
     widget.layers.corrections.paint((2, 2), 3)  # class 2 over the proposal's class 0
     widget.model_controls.export_format.setCurrentText("png")
-    worker = widget.export(tmp_path / "out")
-    qtbot.waitUntil(lambda: widget.model_controls.export_btn.isEnabled(), timeout=30000)
+    with qtbot.waitSignal(widget.model.export_finished, timeout=30000) as done:
+        worker = widget.export(tmp_path / "out")
+        assert not widget.model_controls.export_btn.isEnabled()
+        assert widget.model_controls.export_cancel_btn.isEnabled()
+    assert done.args == ["done"]
+    assert widget.model_controls.export_btn.isEnabled()
+    assert not widget.model_controls.export_cancel_btn.isEnabled()
     assert "exported 1 masks" in widget.message.text(), widget.message.text()
+    # one step per image ("b", "c", "d" have nothing to export but are counted)
+    bar = widget.model_controls.export_progress
+    assert (bar.value(), bar.maximum(), bar.format()) == (4, 4, "export done")
     png = np.asarray(PILImage.open(tmp_path / "out" / "a.png"))
     expected = crf.copy()
     expected[2, 2] = 2  # the stroke; every other pixel falls back to the proposal
     np.testing.assert_array_equal(png, expected)
     assert worker is not None
+
+
+def test_export_can_be_stopped(make_napari_viewer, qtbot, project, tmp_path):
+    rng = np.random.default_rng(0)
+    for k in range(40):  # enough images that the export cannot end before the click lands
+        project.add_image(f"e{k:02d}", rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), [0])
+        project.write_mask(f"e{k:02d}", "crf", _proposal((48, 64), 32, 0, 1), model_version="v")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    with qtbot.waitSignal(widget.model.export_finished, timeout=30000) as done:
+        widget.export(tmp_path / "out")
+        widget.model_controls.export_cancel_btn.click()
+    assert done.args == ["cancelled"]
+    assert not (tmp_path / "out" / "export.json").exists()
+    assert len(list((tmp_path / "out").glob("*.png"))) < 40
+    assert "export stopped" in widget.message.text()
+    assert widget.model_controls.export_btn.isEnabled()
