@@ -231,6 +231,10 @@ class ExplainerConfig(StageConfig):
         Weights of the mean target / non-target mask.
     min_area, max_area : float
         Area bounds of each present class's mask, as fractions of the image.
+    freeze_bn : bool
+        Keep *every* BatchNorm of the network in eval mode (the encoder's ImageNet
+        statistics; the decoder's start as the identity), so inference computes exactly
+        what was trained.
     """
 
     encoder: str = "mobilenet_v2"

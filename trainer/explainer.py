@@ -102,7 +102,10 @@ def build_explainer_stage(source: Source, cfg: ExplainerConfig, train_ids, val_i
     )
     loss = ExplainerStageLoss(objective, classifier)
     net = build_segmenter(cfg.encoder, len(classes), weights=cfg.weights)
-    module = TrainingModule(net, frozen_part=net.encoder if cfg.freeze_bn else None)
+    # freeze_bn keeps every BatchNorm in eval mode (encoder: ImageNet statistics, decoder: the
+    # identity it starts as): the ASPP pooling branch normalises (B, 256, 1, 1) over the batch
+    # alone in train mode, and on small batches the eval-mode masks then collapsed to 0.
+    module = TrainingModule(net, frozen_part=net if cfg.freeze_bn else None)
     train_ids = _trainable_ids(source, train_ids)
     val_ids = [i for i in val_ids if len(source.image_labels(i)) or bg is not None]
     train_set, val_set = stage_datasets(source, train_ids, val_ids, _classifier_targets(len(classes), bg),
