@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["LayerSet", "labels_colormap", "heatmap_colormap"]
 
-STAGE_TITLES = {"cam": "prior (CAM)", "crf": "CRF", "rw": "random walk", "segmenter": "segmenter"}
+STAGE_TITLES = {"cam": "prior (CAM)", "crf": "CRF", "rw": "random walk", "segmenter": "segmenter",
+                "explainer": "explainer"}
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 
 

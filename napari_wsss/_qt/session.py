@@ -33,7 +33,7 @@ __all__ = [
 IGNORE_VALUE = 255
 """Layer value of the "ignore" brush; saved as ``255`` (ignore) in the store."""
 
-MASK_STAGES = ("cam", "crf", "rw", "segmenter")
+MASK_STAGES = ("cam", "explainer", "crf", "rw", "segmenter")
 """Proposal stages shown as read-only Labels layers, in stacking order."""
 
 UNREVIEWED = ("new", "prelabelled")
