@@ -94,8 +94,8 @@ def cmd_prelabel(args) -> int:
                         model_version=checkpoint_version(args.checkpoint))
     else:
         pipe = Pipeline.from_project(project, config, device=args.device)
-    report = prelabel(project, pipeline=pipe, force=args.force, rank=rank, world_size=world,
-                      progress=not args.quiet)
+    report = prelabel(project, pipeline=pipe, force=args.force, batch_size=args.batch_size, rank=rank,
+                      world_size=world, progress=not args.quiet)
     by_rank = {0: list(report.done)}
     if world > 1:
         import torch.distributed as dist
@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background", action="store_true", help="new project with a background class")
     p.add_argument("--checkpoint", help="classifier checkpoint (default: the project's latest)")
     p.add_argument("--force", action="store_true", help="recompute images already done")
+    p.add_argument("--batch-size", type=int, default=4,
+                   help="images whose CAMs are computed in one batched pass (default: 4)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some images failed")

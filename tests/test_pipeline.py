@@ -130,3 +130,45 @@ def test_save_proposals_keeps_the_annotators_status(tmp_path):
     assert project.status("img0").status == "accepted"
     cams, classes = project.read_cams("img0", "cam")
     assert cams.shape == (2, 72, 72) and list(classes) == [1, 2]
+
+
+def test_batched_cams_match_one_image_at_a_time():
+    torch.manual_seed(0)
+    model = Classifier("resnet18", 4, weights=None).eval()
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, shape, dtype=np.uint8)
+              for shape in [(48, 64, 3), (64, 48, 3), (48, 64, 3), (48, 64, 3)]]
+    labels = [[1, 3], [2], [], [1, 2, 3]]
+    for method in ("cam", "gradcam"):
+        pipe = Pipeline(model, ["bg", "a", "b", "c"], 0,
+                        PipelineConfig(method=method, scales=(1.0, 0.5), flip=True, refine=()),
+                        model_version="toy")
+        batched = pipe.cams_batch(images, labels)
+        for image, lab, got in zip(images, labels, batched):
+            alone = pipe.cams(image, lab)
+            assert got.shape == (len(lab), *image.shape[:2])
+            np.testing.assert_allclose(got, alone, atol=1e-5, err_msg=method)
+    # The empty label list of a background project gives no maps, the rest are real maps.
+    assert batched[2].shape == (0, 48, 64)
+    assert all(m.max() == pytest.approx(1.0) for m in batched[3])
+
+
+def test_prelabel_in_batches_isolates_a_broken_image(tmp_path):
+    project = Project.create(tmp_path / "p.zarr", ["red", "blue", "green"], background=True)
+    for i in range(3):
+        project.add_image(f"img{i}", two_objects(seed=i)[0], [1, 2])
+    # The toy classifier has 3 outputs: class 3 ("green") cannot be explained.
+    project.add_image("broken", two_objects(seed=9)[0], [3])
+    order = ["img0", "broken", "img1", "img2"]
+    pipe = Pipeline(colour_classifier(), project.classes, project.background,
+                    PipelineConfig(scales=(1.0,), flip=False, refine=("crf",), cam_threshold=0.5),
+                    model_version="toy-3")
+    report = prelabel(project, pipeline=pipe, ids=order, batch_size=3, progress=False)
+    assert report.done == ["img0", "img1", "img2"]
+    assert list(report.failed) == ["broken"] and "class 3 out of range" in report.failed["broken"]
+    assert project.status("broken").status == "new"
+    for image_id in ("img0", "img1", "img2"):
+        alone = pipe.run(project.image(image_id), [1, 2])
+        np.testing.assert_array_equal(project.read_mask(image_id, "crf"), alone.masks["crf"])
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        prelabel(project, pipeline=pipe, batch_size=0, progress=False)

@@ -93,7 +93,11 @@ def dense_crf(
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(sc, clip=clip)))
     crf.addPairwiseGaussian(sxy=gaussian_sxy, compat=gaussian_compat)
     crf.addPairwiseBilateral(sxy=bilateral_sxy, srgb=bilateral_srgb, rgbim=rgb, compat=bilateral_compat)
-    q = crf.inference(n_iter)
+    # ``inference(n_iter)`` holds the GIL for the whole run; stepping it (the same
+    # computation, bit for bit) lets a GUI thread run between iterations.
+    q, tmp1, tmp2 = crf.startInference()
+    for _ in range(n_iter):
+        crf.stepInference(q, tmp1, tmp2)
     return np.asarray(q, dtype=np.float32).reshape(k, h, w)
 
 
