@@ -186,8 +186,9 @@ class AffinityConfig(StageConfig):
         Confidence band of projects without background (see
         ``napari_wsss.refine.confident_labels``).
     crf : bool
-        Refine both score maps with the dense CRF on the image first (projects with
-        background, as in the paper).
+        Refine the confident regions with the dense CRF on the image (both score maps of
+        background projects, as in the paper; CRF / CAM agreement without background,
+        see ``napari_wsss.refine.affinity_labels``).
     """
 
     backbone: str = "mobilenet_v2"

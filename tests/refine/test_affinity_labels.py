@@ -38,6 +38,26 @@ def test_no_background_labels_need_one_high_label_and_all_others_low():
     np.testing.assert_array_equal(labels, [[4, 255, 255, 9]])
 
 
+def test_no_background_with_crf_labels_where_crf_and_cam_agree_leaving_negative_pairs():
+    # Red left half (x < 20), blue right half; the CAMs cross over at x = 26, not at the edge.
+    rng = np.random.default_rng(0)
+    img = np.zeros((30, 40, 3))
+    img[:, :20] = (200, 40, 40)
+    img[:, 20:] = (40, 40, 200)
+    img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+    x = np.arange(40, dtype=np.float32)
+    left = 1 / (1 + np.exp((x - 26) / 3))
+    cams = np.stack([np.broadcast_to(left, (30, 40)), np.broadcast_to(1 - left, (30, 40))]).astype(np.float32)
+    cams /= cams.max(axis=(1, 2), keepdims=True)
+    labels = confident_labels(cams, [2, 7], background=None, image=img)
+    assert (labels[:, :18] == 2).all() and (labels[:, 28:] == 7).all()
+    # Between the colour edge and the CAM crossover the CRF says 7 and the CAMs say 2.
+    assert (labels[:, 21:25] == 255).all()
+    # The band used alone (no image) leaves no class pair within 8 pixels; the CRF labels do.
+    assert pair_targets(confident_labels(cams, [2, 7], background=None), 8).neg.sum() == 0
+    assert pair_targets(labels, 8).neg.sum() > 0
+
+
 def test_unnormalised_cams_are_rejected_in_both_kinds_of_project():
     for background in (0, None):
         with pytest.raises(ValueError, match="normalised"):
