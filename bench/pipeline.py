@@ -1,9 +1,13 @@
-"""Pre-label throughput and peak memory for growing projects, and the CRF wrapper's overhead.
+"""Pre-label throughput and peak memory for growing projects, the CRF wrapper's overhead, and
+the Explainer's per-image inference time next to CAM + CRF.
 
 Each project size runs in a fresh subprocess (``napari-wsss prelabel`` on a synthetic project
 of that many 160 px shapes images, MobileNetV2 classifier) so peak RSS is that run's own; flat
 memory means the peak does not grow with the number of images. The CRF part times
-``napari_wsss.refine.dense_crf`` against a bare ``pydensecrf`` call on the same input.
+``napari_wsss.refine.dense_crf`` against a bare ``pydensecrf`` call on the same input. The
+explainer part times, per image of the same shapes sample, single-scale CAMs, CAMs + dense CRF
+and one forward pass of an Explainer (DeepLabV3+ MobileNetV2; timing does not depend on its
+training) with its label mask.
 
     python bench/pipeline.py                  # 100 and 500 images
     python bench/pipeline.py --sizes 20 50    # quicker
@@ -79,12 +83,59 @@ def crf_table(repeats: int) -> list[tuple]:
     return rows
 
 
+def explainer_table(n: int, size: int) -> list[tuple[str, float]]:
+    """Median seconds per image: CAM, CAM + CRF, Explainer masks (+ label mask), Explainer + CRF."""
+    import numpy as np
+    import torch
+
+    from napari_wsss.models import Classifier
+    from napari_wsss.pipeline import Pipeline, PipelineConfig
+    from napari_wsss.sample import SHAPES_CLASSES, make_shapes
+    from trainer.segmenter import build_segmenter
+
+    torch.manual_seed(0)
+    classes = list(SHAPES_CLASSES)  # background first, as in make_project
+    model = Classifier("mobilenet_v2", len(classes), weights="IMAGENET1K_V1")
+    explainer = build_segmenter("mobilenet_v2", len(classes), weights=None)
+    one = dict(scales=(1.0,), flip=False, max_side=None)
+    pipes = {
+        "CAM (single scale)": PipelineConfig(refine=(), **one),
+        "CAM + dense CRF": PipelineConfig(refine=("crf",), **one),
+        "Explainer masks (one forward)": PipelineConfig(method="explainer", refine=(), **one),
+        "Explainer + dense CRF": PipelineConfig(method="explainer", refine=("crf",), **one),
+    }
+    samples = list(make_shapes(n + 1, size=size, seed=2))
+    rows = []
+    for name, cfg in pipes.items():
+        pipe = Pipeline(model, classes, 0, cfg, model_version="bench", explainer=explainer, device="cpu")
+        secs = []
+        for i, s in enumerate(samples):
+            t = time.perf_counter()
+            pipe.run(s.image, s.labels)
+            if i:  # the first image warms up
+                secs.append(time.perf_counter() - t)
+        rows.append((name, float(np.median(secs))))
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
     ap.add_argument("--refine", default="crf,rw")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--explainer-images", type=int, default=20, help="images timed per method")
+    ap.add_argument("--explainer-size", type=int, default=320, help="side of the timed images")
+    ap.add_argument("--only-explainer", action="store_true", help="skip the prelabel and CRF parts")
     args = ap.parse_args(argv)
+
+    print(f"\n### per-image inference, {args.explainer_size} px shapes images, MobileNetV2, CPU "
+          f"(median of {args.explainer_images})\n")
+    print("| proposal | seconds / image |")
+    print("|---|---:|")
+    for name, sec in explainer_table(args.explainer_images, args.explainer_size):
+        print(f"| {name} | {sec:.3f} |")
+    if args.only_explainer:
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_size(n, Path(tmp), args.refine) for n in args.sizes]

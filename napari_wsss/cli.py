@@ -27,11 +27,14 @@ def _pipeline_config(args):
 
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     from .cams import METHODS
+    from .pipeline import EXPLAINER, PipelineConfig
 
-    p.add_argument("--method", default="cam", choices=sorted(METHODS), help="CAM method (default: cam)")
-    p.add_argument("--refine", default="crf,rw,segmenter",
-                   help="comma-separated refinement stages: crf, rw, segmenter (default: all; "
-                        "segmenter only where one is trained)")
+    p.add_argument("--method", default="cam", choices=sorted((*METHODS, EXPLAINER)),
+                   help="CAM method, or 'explainer': the trained Explainer's masks as class maps "
+                        "(default: cam)")
+    p.add_argument("--refine", default=",".join(PipelineConfig().refine),
+                   help="comma-separated refinement stages: crf, rw, segmenter, explainer (default: "
+                        "all; segmenter / explainer only where one is trained)")
     p.add_argument("--scales", default=None, help="TTA scales, e.g. 1,0.5,1.5,2 (default)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip TTA")
     p.add_argument("--threshold", type=float, default=0.25,
@@ -196,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write masks as PNG / TIFF / OME-Zarr labels")
     p.add_argument("project")
-    p.add_argument("--source", default="corrected", help="corrected (default), segmenter, rw, crf or cam")
+    p.add_argument("--source", default="corrected",
+                   help="corrected (default), segmenter, rw, crf, cam or explainer")
     p.add_argument("--format", default="png", choices=["png", "tif", "ome-zarr"])
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--include-skipped", action="store_true", help="also export images marked skipped")

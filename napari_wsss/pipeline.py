@@ -1,4 +1,4 @@
-"""Image -> CAMs -> dense CRF -> random walk (-> segmenter) proposals.
+"""Image -> CAMs -> dense CRF -> random walk (-> segmenter, explainer) proposals.
 
 One implementation used by the CLI (``prelabel``), the napari panel and the trainer. A
 :class:`Pipeline` holds the models; :meth:`Pipeline.run` turns one image and its
@@ -37,7 +37,9 @@ __all__ = [
 ]
 
 #: Proposal stages in the order they are computed (each may use the previous one).
-STAGES = ("cam", "crf", "rw", "segmenter")
+STAGES = ("cam", "crf", "rw", "segmenter", "explainer")
+#: ``PipelineConfig.method`` that takes the class maps from the trained Explainer.
+EXPLAINER = "explainer"
 
 
 #: Dense-CRF kernel settings of the pipeline. ``python bench/quality.py --tune-crf 60`` on
@@ -54,13 +56,16 @@ class PipelineConfig:
     Attributes
     ----------
     method : str
-        A :data:`napari_wsss.cams.METHODS` name.
+        A :data:`napari_wsss.cams.METHODS` name, or ``"explainer"``: the trained
+        Explainer's per-class sigmoid masks (one forward pass, no TTA, not normalised)
+        are the class maps that CRF and random walk refine.
     scales, flip, merge
         Test-time augmentation (:func:`napari_wsss.cams.compute_tta`); ``scales=(1.0,)``
         and ``flip=False`` is a single pass.
     refine : tuple of str
         Refinement stages to run after ``cam``: any of ``"crf"``, ``"rw"``,
-        ``"segmenter"`` (the last only when the project has a trained segmenter).
+        ``"segmenter"``, ``"explainer"`` (the last two only when the project has that
+        model trained).
     cam_threshold : float
         Background projects: pixels whose largest normalised CAM is below this are
         background (the ``cam`` stage), and the background score of CRF and random walk.
@@ -80,23 +85,28 @@ class PipelineConfig:
     min_side : int or None
         Inference enlarges smaller images so their short side is at least this (match
         the classifier's training scale: a 128 px image trained at 224 px crops).
+    explainer_threshold : float
+        Background projects: pixels where no label's Explainer mask exceeds this are
+        background in the ``explainer`` stage (the masks are sigmoids: 0.5).
     """
 
     method: str = "cam"
     scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
     merge: str = "sum"
-    refine: tuple[str, ...] = ("crf", "rw", "segmenter")
+    refine: tuple[str, ...] = ("crf", "rw", "segmenter", "explainer")
     cam_threshold: float = 0.25
     crf: dict = field(default_factory=lambda: dict(DEFAULT_CRF))
     rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
     rw_input: str = "crf"
     max_side: int | None = 512
     min_side: int | None = None
+    explainer_threshold: float = 0.5
 
     def __post_init__(self):
-        if self.method not in cam_engine.METHODS:
-            raise ValueError(f"unknown CAM method {self.method!r}; valid: {', '.join(cam_engine.METHODS)}")
+        if self.method not in cam_engine.METHODS and self.method != EXPLAINER:
+            raise ValueError(f"unknown CAM method {self.method!r}; valid: "
+                             f"{', '.join((*cam_engine.METHODS, EXPLAINER))}")
         bad = [s for s in self.refine if s not in STAGES[1:]]
         if bad:
             raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(STAGES[1:])}")
@@ -119,7 +129,7 @@ class Proposals:
         CAMs of the image's labels, normalised to ``[0, 1]``, at image size.
     cam_classes : ndarray, shape (K,), int64
     masks : dict of str -> ndarray (H, W) uint8
-        By stage (``cam``, ``crf``, ``rw``, ``segmenter``), project class indices.
+        By stage (``cam``, ``crf``, ``rw``, ``segmenter``, ``explainer``), project class indices.
     model_version : str
     method : str
         The CAM method.
@@ -149,6 +159,8 @@ class Pipeline:
         Trained affinity model for the random walk (else colour affinity).
     segmenter : nn.Module, optional
         Trained segmenter (``"segmenter"`` stage).
+    explainer : nn.Module, optional
+        Trained Explainer (``"explainer"`` stage and ``method="explainer"``).
     device : torch.device or str, optional
         Default: the model's device.
     """
@@ -163,6 +175,7 @@ class Pipeline:
         model_version: str,
         affinity=None,
         segmenter=None,
+        explainer=None,
         device=None,
     ):
         self.config = config or PipelineConfig()
@@ -173,10 +186,15 @@ class Pipeline:
         self.model_version = model_version
         self.affinity = affinity.to(self.device).eval() if affinity is not None else None
         self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
+        self.explainer = explainer.to(self.device).eval() if explainer is not None else None
+        if self.config.method == EXPLAINER and self.explainer is None:
+            raise ValueError("method 'explainer' needs a trained explainer: train one with "
+                             "`napari-wsss train PROJECT --stage explainer`")
 
     @classmethod
     def from_project(cls, project, config: PipelineConfig | None = None, *, device=None) -> "Pipeline":
-        """The project's latest trained models (classifier required; affinity, segmenter if any)."""
+        """The project's latest trained models (classifier required; affinity, segmenter,
+        explainer if any)."""
         from trainer import load_classifier, load_segmenter  # checkpoint formats live with the trainer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -194,9 +212,14 @@ class Pipeline:
             affinity = load_affinity(project, device)
         if project.latest_checkpoint("segmenter") is not None:
             segmenter = load_segmenter(project, device)
+        explainer = None
+        if project.latest_checkpoint("explainer") is not None:
+            from trainer import load_explainer
+
+            explainer = load_explainer(project, device)
         return cls(model, project.classes, project.background, config,
                    model_version=checkpoint_version(path), affinity=affinity, segmenter=segmenter,
-                   device=device)
+                   explainer=explainer, device=device)
 
     # -- CAMs ------------------------------------------------------------------------
     def _inference_size(self, h: int, w: int) -> tuple[int, int]:
@@ -208,11 +231,14 @@ class Pipeline:
         return round(h * scale), round(w * scale)
 
     def cams(self, image: np.ndarray, labels: Sequence[int]) -> np.ndarray:
-        """Normalised CAMs ``(K, H, W)`` of ``labels`` at image size (TTA as configured)."""
+        """Normalised CAMs ``(K, H, W)`` of ``labels`` at image size (TTA as configured); the
+        Explainer's masks with ``method="explainer"``."""
         return self.cams_batch([image], [labels])[0]
 
     def cams_batch(self, images: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """:meth:`cams` of several images: images of the same size share one batched pass."""
+        if self.config.method == EXPLAINER:
+            return [self._explainer_maps(np.asarray(image), lab) for image, lab in zip(images, labels)]
         out: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, (image, lab) in enumerate(zip(images, labels)):
@@ -235,6 +261,21 @@ class Pipeline:
             for row, i in enumerate(idx):
                 out[i] = maps[row, : len(targets[row])]
         return out
+
+    def _explainer_maps(self, image: np.ndarray, labels: Sequence[int]) -> np.ndarray:
+        """The Explainer's sigmoid masks ``(K, H, W)`` of ``labels`` at image size (one pass)."""
+        from trainer.explainer import explainer_maps
+
+        h, w = image.shape[:2]
+        labels = [int(c) for c in labels]
+        if not labels:
+            return np.zeros((0, h, w), np.float32)
+        x = to_tensor(image, self.device)
+        size = self._inference_size(h, w)
+        if size != (h, w):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        maps = explainer_maps(self.explainer, x, labels)
+        return cam_engine.upsample(maps[None], (h, w))[0].clamp(0, 1).cpu().numpy()
 
     # -- proposals -------------------------------------------------------------------
     def _inputs(self, image, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -283,6 +324,12 @@ class Pipeline:
 
             masks["segmenter"] = predict_segmenter(self.segmenter, image, labels=labels.tolist(),
                                                    background=self.background)
+        if "explainer" in cfg.refine and self.explainer is not None:
+            note("explainer")
+            maps = cams if cfg.method == EXPLAINER else self._explainer_maps(image, labels)
+            masks["explainer"] = labels_from_scores(*scores_with_background(
+                maps, labels, background=self.background, method="threshold",
+                threshold=cfg.explainer_threshold))
         return Proposals(cams, labels, masks, self.model_version, cfg.method)
 
     def _random_walk(self, image: np.ndarray, scores: np.ndarray, cls: np.ndarray) -> np.ndarray:
@@ -339,6 +386,7 @@ def _is_done(project, image_id: str, pipeline: Pipeline) -> bool:
     if st.status == "new" or st.model_version != pipeline.model_version:
         return False
     wanted = {"cam", *pipeline.config.refine} - ({"segmenter"} if pipeline.segmenter is None else set())
+    wanted -= {"explainer"} if pipeline.explainer is None else set()
     return wanted <= set(project.mask_stages(image_id))
 
 

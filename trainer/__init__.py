@@ -9,6 +9,7 @@ Public API::
     load_classifier(project_or_checkpoint, device) -> Classifier
     load_affinity(project_or_checkpoint, device) -> AffinityNet
     load_segmenter(project_or_checkpoint, device); predict_segmenter(model, image) -> mask
+    load_explainer(project_or_checkpoint, device); predict_explainer(model, image) -> (K, H, W) masks
 """
 
 from .affinity import load_affinity
@@ -17,6 +18,7 @@ from .classifier import load_classifier, save_classifier
 from .config import (
     AffinityConfig,
     ClassifierConfig,
+    ExplainerConfig,
     SegmenterConfig,
     StageConfig,
     TrainConfig,
@@ -24,6 +26,7 @@ from .config import (
     save_config,
 )
 from .data import MemorySource
+from .explainer import load_explainer, predict_explainer
 from .loop import evaluate, train_one_epoch
 from .run import FitResult, fit, train
 from .segmenter import load_segmenter, predict_segmenter
@@ -34,6 +37,7 @@ __all__ = [
     "CheckpointError",
     "ClassifierConfig",
     "DirectoryCheckpoints",
+    "ExplainerConfig",
     "FitResult",
     "MemorySource",
     "SegmenterConfig",
@@ -46,7 +50,9 @@ __all__ = [
     "load_classifier",
     "save_classifier",
     "load_config",
+    "load_explainer",
     "load_segmenter",
+    "predict_explainer",
     "predict_segmenter",
     "save_config",
     "train",

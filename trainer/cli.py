@@ -16,7 +16,7 @@ from .config import TrainConfig, apply_overrides, load_config
 
 __all__ = ["add_arguments", "run", "main", "build_config"]
 
-STAGE_CHOICES = ("classifier", "affinity", "segmenter", "all")
+STAGE_CHOICES = ("classifier", "explainer", "affinity", "segmenter", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -48,7 +48,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         cfg.amp = args.amp
     if args.resume:
         cfg.resume = True
-    for name in ("classifier", "segmenter", "affinity"):
+    for name in ("classifier", "segmenter", "affinity", "explainer"):
         st = cfg.stage(name)
         if args.epochs is not None:
             st.epochs = args.epochs

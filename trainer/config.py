@@ -21,6 +21,7 @@ __all__ = [
     "ClassifierConfig",
     "SegmenterConfig",
     "AffinityConfig",
+    "ExplainerConfig",
     "TrainConfig",
     "load_config",
     "save_config",
@@ -205,6 +206,60 @@ class AffinityConfig(StageConfig):
 
 
 @dataclass
+class ExplainerConfig(StageConfig):
+    """Explainer stage: per-class masks for the frozen classifier (Stalder et al., NeurIPS 2022).
+
+    Loss weights, areas, optimiser (Adam, constant learning rate, batch 16, no data
+    augmentation) follow the authors' code (``NN-Explainer``); the learning rate is their
+    ResNet-50 setting (1e-4; 1e-5 for VGG-16). See :mod:`napari_wsss.models.explainer`.
+
+    Attributes
+    ----------
+    encoder : str
+        DeepLabV3+ encoder (``segmentation_models_pytorch`` name), as the segmenter's.
+    weights : str or None
+        torchvision ImageNet weights loaded into the encoder (offline).
+    classifier_checkpoint : str or None
+        The classifier to explain; default the project's latest classifier when training
+        starts (recorded here in the run's config). Its class list must be the project's.
+    entropy_weight : float
+        ``lambda_e``: negative entropy of the prediction on the inverse-masked image.
+    tv_weight : float
+        ``lambda_tv``: total variation of the target and non-target masks.
+    area_constraint_weight : float
+        Weight of the per-class area constraint (``min_area`` .. ``max_area``).
+    target_area_weight, nontarget_area_weight : float
+        Weights of the mean target / non-target mask.
+    min_area, max_area : float
+        Area bounds of each present class's mask, as fractions of the image.
+    freeze_bn : bool
+        Keep *every* BatchNorm of the network in eval mode (the encoder's ImageNet
+        statistics; the decoder's start as the identity), so inference computes exactly
+        what was trained.
+    """
+
+    encoder: str = "mobilenet_v2"
+    weights: str | None = "IMAGENET1K_V1"
+    classifier_checkpoint: str | None = None
+    optimizer: str = "adamw"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    head_lr_mult: float = 1.0
+    scheduler: str = "constant"
+    crop_size: int = 224
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    hflip: bool = False
+    color_jitter: float = 0.0
+    entropy_weight: float = 1.0
+    tv_weight: float = 1.0
+    area_constraint_weight: float = 1.0
+    target_area_weight: float = 0.1
+    nontarget_area_weight: float = 0.3
+    min_area: float = 0.05
+    max_area: float = 0.3
+
+
+@dataclass
 class TrainConfig:
     """Everything one training run needs; saved as ``config.yaml`` with each run.
 
@@ -257,11 +312,13 @@ class TrainConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     affinity: AffinityConfig = field(default_factory=AffinityConfig)
+    explainer: ExplainerConfig = field(default_factory=ExplainerConfig)
 
     def stage(self, name: str) -> StageConfig:
         """The section of stage ``name``; an unknown name lists the valid ones."""
-        if name not in ("classifier", "segmenter", "affinity"):
-            raise ValueError(f"unknown stage {name!r}; valid stages: affinity, classifier, segmenter")
+        if name not in ("classifier", "segmenter", "affinity", "explainer"):
+            raise ValueError(
+                f"unknown stage {name!r}; valid stages: affinity, classifier, explainer, segmenter")
         return getattr(self, name)
 
 

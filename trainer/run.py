@@ -2,8 +2,8 @@
 
 ``fit(source, stage, config, checkpoints=...)`` trains any stage on any source;
 ``train(project_path, stage, config)`` is the entry point the CLI and the napari plugin
-use (``stage="all"`` trains classifier, AffinityNet, segmenter, regenerating CAMs and
-pseudo-masks between).
+use (``stage="all"`` trains classifier, Explainer, AffinityNet, segmenter, regenerating
+CAMs and pseudo-masks before the last two).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from .stage import Stage, load_weights, open_project
 
 __all__ = ["fit", "train", "FitResult", "STAGES", "build_stage", "make_scheduler"]
 
-STAGES = ("classifier", "affinity", "segmenter")
+#: Stages in the order ``train(..., "all")`` runs them (the explainer needs only the classifier).
+STAGES = ("classifier", "explainer", "affinity", "segmenter")
 
 
 @dataclass
@@ -59,6 +60,10 @@ def build_stage(source, name: str, config: TrainConfig, train_ids, val_ids) -> S
         from .affinity import build_affinity_stage
 
         return build_affinity_stage(source, scfg, train_ids, val_ids, seed=config.seed)
+    if name == "explainer":
+        from .explainer import build_explainer_stage
+
+        return build_explainer_stage(source, scfg, train_ids, val_ids, seed=config.seed)
     raise ValueError(f"unknown stage {name!r}; valid stages: {', '.join(STAGES)}")
 
 
@@ -122,7 +127,7 @@ def fit(source, stage: str, config: TrainConfig | None = None, *, checkpoints,
     ----------
     source : Source
         A ``Project`` or :class:`trainer.data.MemorySource`.
-    stage : {"classifier", "affinity", "segmenter"}
+    stage : {"classifier", "explainer", "affinity", "segmenter"}
     config : TrainConfig
     checkpoints : object
         With ``save_checkpoint(stage, state) -> version`` and ``latest_checkpoint(stage)``
@@ -272,9 +277,10 @@ def train(project_path, stage: str = "classifier", config: TrainConfig | None = 
     """Train ``stage`` (or ``"all"``) on the project at ``project_path``.
 
     Checkpoints go through ``Project.save_checkpoint``; ``stage="all"`` trains the
-    classifier, regenerates CAMs and pseudo-masks with ``napari_wsss.pipeline.prelabel``
-    (rank 0), trains AffinityNet on those CAMs, regenerates the pseudo-masks (now with the
-    trained affinities) and trains the segmenter.
+    classifier, then the Explainer against it, regenerates CAMs and pseudo-masks (with the
+    explainer's masks) with ``napari_wsss.pipeline.prelabel`` (rank 0), trains AffinityNet
+    on those CAMs, regenerates the pseudo-masks (now with the trained affinities) and
+    trains the segmenter.
     Works the same under ``torchrun`` (DDP).
     """
     valid = (*STAGES, "all")
@@ -287,7 +293,7 @@ def train(project_path, stage: str = "classifier", config: TrainConfig | None = 
     try:
         order = list(STAGES) if stage == "all" else [stage]
         for name in order:
-            if stage == "all" and name != "classifier":
+            if stage == "all" and name not in ("classifier", "explainer"):
                 _prelabel(project, rt)
             results[name] = fit(project, name, config, checkpoints=project, stream=stream, runtime=rt)
             if results[name].stopped:

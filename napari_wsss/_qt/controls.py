@@ -85,10 +85,15 @@ class ProposalControls(QGroupBox):
         super().__init__("Proposals", parent)
         self.method = QComboBox()
         self.method.addItems(cam_method_names())
+        self.method.addItem("explainer")  # the trained Explainer's masks as class maps
+        self.method.setItemData(self.method.count() - 1, "masks of the trained Explainer "
+                                "(Stalder et al. 2022) instead of CAMs", Qt.ToolTipRole)
         self.use_crf = QCheckBox("CRF")
         self.use_rw = QCheckBox("RW")
         self.use_seg = QCheckBox("segmenter")
         self.use_seg.setToolTip("trained segmenter (used when the project has one)")
+        self.use_explainer = QCheckBox("explainer")
+        self.use_explainer.setToolTip("trained Explainer's class masks (used when the project has one)")
         self.tta = QCheckBox("multi-scale + flip")
         self.tta.setToolTip("test-time augmentation of the CAMs (slower, smoother)")
         self.use_crf.setToolTip("dense CRF (Kraehenbuehl & Koltun 2011)")
@@ -111,6 +116,7 @@ class ProposalControls(QGroupBox):
         stages.addWidget(self.use_crf)
         stages.addWidget(self.use_rw)
         stages.addWidget(self.use_seg)
+        stages.addWidget(self.use_explainer)
         buttons = QHBoxLayout()
         buttons.addWidget(self.recompute_btn)
         buttons.addWidget(self.cancel_btn)
@@ -127,7 +133,8 @@ class ProposalControls(QGroupBox):
 
     def settings(self) -> dict:
         """The chosen settings as plain values (see `AnnotationSession.config_from`)."""
-        boxes = (("crf", self.use_crf), ("rw", self.use_rw), ("segmenter", self.use_seg))
+        boxes = (("crf", self.use_crf), ("rw", self.use_rw), ("segmenter", self.use_seg),
+                 ("explainer", self.use_explainer))
         refine = tuple(s for s, box in boxes if box.isChecked())
         return dict(
             method=self.method.currentText(), refine=refine, tta=self.tta.isChecked(),
@@ -141,6 +148,7 @@ class ProposalControls(QGroupBox):
         self.use_crf.setChecked("crf" in config.refine)
         self.use_rw.setChecked("rw" in config.refine)
         self.use_seg.setChecked("segmenter" in config.refine)
+        self.use_explainer.setChecked("explainer" in config.refine)
         self.tta.setChecked(len(config.scales) > 1 or config.flip)
         self.threshold.setValue(config.cam_threshold)
         self.crf_iter.setValue(int(config.crf.get("n_iter", 10)))
@@ -249,7 +257,7 @@ class ModelControls(QGroupBox):
     def __init__(self, parent=None):
         super().__init__("Model", parent)
         self.stage = QComboBox()
-        self.stage.addItems(["classifier", "affinity", "segmenter", "all"])
+        self.stage.addItems(["classifier", "explainer", "affinity", "segmenter", "all"])
         self.retrain_btn = QPushButton("Retrain")
         self.cancel_btn = QPushButton("Stop")
         self.cancel_btn.setEnabled(False)

@@ -29,7 +29,8 @@ THUMBNAIL_DELAY_MS = 300
 """Layer-list thumbnails follow an image switch this much later (rapid switching
 through images does not pay for thumbnails nobody sees)."""
 
-STAGE_TITLES = {"cam": "prior (CAM)", "crf": "CRF", "rw": "random walk", "segmenter": "segmenter"}
+STAGE_TITLES = {"cam": "prior (CAM)", "crf": "CRF", "rw": "random walk", "segmenter": "segmenter",
+                "explainer": "explainer"}
 TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
 
 

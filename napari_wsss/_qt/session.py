@@ -35,7 +35,7 @@ IGNORE_VALUE = IGNORE_LAYER
 """Layer value (255) of the "ignore" brush; saved as ``254`` (painted "ignore") in the
 store, which export, evaluation and training read as ignore / void."""
 
-MASK_STAGES = ("cam", "crf", "rw", "segmenter")
+MASK_STAGES = ("cam", "explainer", "crf", "rw", "segmenter")
 """Proposal stages shown as read-only Labels layers, in stacking order."""
 
 UNREVIEWED = ("new", "prelabelled")

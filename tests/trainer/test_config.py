@@ -46,7 +46,7 @@ def test_overrides():
 
 
 def test_unknown_stage_lists_valid():
-    with pytest.raises(ValueError, match="valid stages: affinity, classifier, segmenter"):
+    with pytest.raises(ValueError, match="valid stages: affinity, classifier, explainer, segmenter"):
         TrainConfig().stage("crf")
 
 
