@@ -273,6 +273,7 @@ def _evaluate(args, train_proj, test_proj, test_ids) -> dict:
         if abs(ours - theirs) > 1e-9:
             raise RuntimeError(f"evaluate_project disagrees on {stage}: {theirs} vs {ours}")
     return dict(scores=scores, mAP=amap.compute()["mAP"], secs=secs, tta_cfg=full_cfg, n=len(test_ids),
+                crf=full.crf_kwargs, rw_input=full.rw_input,
                 affinity="AffinityNet" if full.affinity is not None else "colour")
 
 
@@ -293,9 +294,9 @@ def _table(res: dict, args) -> str:
     if cfg is not None:
         tta = f"scales {', '.join(f'{x:g}' for x in cfg.scales)}" + (" + flip" if cfg.flip else "")
         rows = [("CAM (single scale)", "cam"), (f"+TTA ({tta})", "tta-cam"),
-                (f"+dCRF {json.dumps(cfg.crf) if cfg.crf else '(defaults)'}", "tta-crf"),
-                (f"+RW colour affinity ({cfg.rw_input} input)", "tta-rw-colour"),
-                (f"+RW ({res['affinity']} affinity, {cfg.rw_input} input, {json.dumps(cfg.rw)})", "tta-rw"),
+                (f"+dCRF {json.dumps(res['crf'])}", "tta-crf"),
+                (f"+RW colour affinity ({res['rw_input']} input)", "tta-rw-colour"),
+                (f"+RW ({res['affinity']} affinity, {res['rw_input']} input, {json.dumps(cfg.rw)})", "tta-rw"),
                 ("+DeepLabV3+ trained on the training split's RW pseudo-masks", "tta-segmenter"),
                 ("Explainer masks (Stalder et al.; one forward pass, no TTA)", "tta-explainer")]
         rows = [r for r in rows if r[1] in s.conf]
@@ -340,7 +341,7 @@ def main(argv=None) -> int:
     p.add_argument("--crf", default=None,
                    help="JSON kwargs of crf_refine (default: PipelineConfig's; '{}' = crf_refine's defaults)")
     p.add_argument("--rw", default="{}", help="JSON: radius, beta, t, stride of the random walk")
-    p.add_argument("--rw-input", default=PipelineConfig().rw_input, choices=("crf", "cam"))
+    p.add_argument("--rw-input", default=PipelineConfig().rw_input, choices=("auto", "crf", "cam"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tune-crf", type=int, default=0, metavar="N",
                    help="grid-search the CRF kernels on N training images and stop")

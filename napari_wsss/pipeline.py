@@ -26,7 +26,7 @@ from .refine.random_walk import build_affinity, random_walk_refine
 
 __all__ = [
     "STAGES",
-    "DEFAULT_CRF",
+    "NO_BACKGROUND_CRF",
     "PipelineConfig",
     "Proposals",
     "Pipeline",
@@ -42,11 +42,12 @@ STAGES = ("cam", "crf", "rw", "segmenter", "explainer")
 EXPLAINER = "explainer"
 
 
-#: Dense-CRF kernel settings of the pipeline. ``python bench/quality.py --tune-crf 60`` on
-#: 60 MSRC-v2 *training* images: mIoU 58.8 with these vs 56.2 with the literature's
-#: appearance kernel (PSA: ``bilateral_srgb=13, bilateral_compat=10``; CAMs alone 55.1).
-#: Colour-similar neighbours of CAM-sized blobs are pulled in less aggressively.
-DEFAULT_CRF = {"bilateral_srgb": 5.0, "bilateral_compat": 4.0}
+#: Dense-CRF kernels of projects without background (a softer appearance kernel).
+#: ``python bench/quality.py --tune-crf 60`` on 60 MSRC-v2 *training* images: mIoU 58.8 with
+#: these vs 56.2 with the literature's (PSA: ``bilateral_srgb=13, bilateral_compat=10``;
+#: CAMs alone 55.1). Background projects keep the literature's kernels: on the shapes
+#: sample (`napari-wsss demo`) they give CRF 69.1 mIoU, these 55.7.
+NO_BACKGROUND_CRF = {"bilateral_srgb": 5.0, "bilateral_compat": 4.0}
 
 
 @dataclass
@@ -71,15 +72,18 @@ class PipelineConfig:
         background (the ``cam`` stage), and the background score of CRF and random walk.
     crf : dict
         Keyword arguments of :func:`napari_wsss.refine.crf.crf_refine` (kernel parameters,
-        ``n_iter``, ...). Default: :data:`DEFAULT_CRF`, a softer appearance kernel than
-        the literature's, chosen on training images (``bench/quality.py --tune-crf``).
+        ``n_iter``, ...) over the defaults: :func:`~napari_wsss.refine.crf.crf_refine`'s
+        (the literature's) for background projects, :data:`NO_BACKGROUND_CRF` (chosen on
+        training images, ``bench/quality.py --tune-crf``) for projects without.
     rw : dict
         ``radius``, ``beta``, ``t`` and ``stride`` (grid stride of the colour affinity when
         no AffinityNet is trained) of the random walk.
-    rw_input : {"cam", "crf"}
+    rw_input : {"auto", "cam", "crf"}
         What the random walk propagates: the CAM scores (as Ahn & Kwak do) or the CRF's
-        probabilities (when the CRF ran). On 60 MSRC-v2 training images with a trained
-        AffinityNet: CAM input 61.3 mIoU, CRF input 59.5 (the CRF alone 59.3).
+        probabilities (when the CRF ran). ``"auto"``: CAMs without background (60 MSRC-v2
+        training images, trained AffinityNet: CAM input 61.3 mIoU, CRF input 59.5, the CRF
+        alone 59.3), the CRF with background, whose threshold background score is flat
+        (shapes sample, `napari-wsss demo`: CRF input 67.1, CAM input 34.3).
     max_side : int or None
         Inference resizes the image so its long side is at most this (masks come back
         at full size).
@@ -97,9 +101,9 @@ class PipelineConfig:
     merge: str = "sum"
     refine: tuple[str, ...] = ("crf", "rw", "segmenter", "explainer")
     cam_threshold: float = 0.25
-    crf: dict = field(default_factory=lambda: dict(DEFAULT_CRF))
+    crf: dict = field(default_factory=dict)
     rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
-    rw_input: str = "cam"
+    rw_input: str = "auto"
     max_side: int | None = 512
     min_side: int | None = None
     explainer_threshold: float = 0.5
@@ -111,8 +115,8 @@ class PipelineConfig:
         bad = [s for s in self.refine if s not in STAGES[1:]]
         if bad:
             raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(STAGES[1:])}")
-        if self.rw_input not in ("crf", "cam"):
-            raise ValueError(f"rw_input must be 'crf' or 'cam', got {self.rw_input!r}")
+        if self.rw_input not in ("auto", "crf", "cam"):
+            raise ValueError(f"rw_input must be 'auto', 'crf' or 'cam', got {self.rw_input!r}")
         self.scales = tuple(float(s) for s in self.scales)
         self.refine = tuple(self.refine)
 
@@ -302,6 +306,18 @@ class Pipeline:
         cams = self.cams_batch([p[0] for p in pairs], [p[1] for p in pairs])
         return [self._proposals(image, lab, c, lambda stage: None) for (image, lab), c in zip(pairs, cams)]
 
+    @property
+    def crf_kwargs(self) -> dict:
+        """The CRF settings in effect: the project kind's defaults updated by ``config.crf``."""
+        return {**(NO_BACKGROUND_CRF if self.background is None else {}), **self.config.crf}
+
+    @property
+    def rw_input(self) -> str:
+        """``config.rw_input`` with ``"auto"`` resolved for the project kind."""
+        if self.config.rw_input != "auto":
+            return self.config.rw_input
+        return "cam" if self.background is None else "crf"
+
     def _proposals(self, image: np.ndarray, labels: np.ndarray, cams: np.ndarray,
                    note: Callable[[str], None]) -> Proposals:
         cfg = self.config
@@ -312,9 +328,9 @@ class Pipeline:
         walk_from = scores
         if "crf" in cfg.refine:
             note("crf")
-            res = crf_refine(image, cams, labels, **bg_kw, **cfg.crf)
+            res = crf_refine(image, cams, labels, **bg_kw, **self.crf_kwargs)
             masks["crf"] = res.mask
-            if cfg.rw_input == "crf":
+            if self.rw_input == "crf":
                 walk_from = res.scores
         if "rw" in cfg.refine:
             note("rw")
