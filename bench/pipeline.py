@@ -11,6 +11,7 @@ training) with its label mask.
 
     python bench/pipeline.py                  # 100 and 500 images
     python bench/pipeline.py --sizes 20 50    # quicker
+    python bench/pipeline.py --only-prelabel --sizes 100 --batch-size 1   # unbatched CAMs
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def make_project(path: Path, n: int) -> None:
     save_classifier(project, model)
 
 
-def run_size(n: int, workdir: Path, refine: str) -> dict:
+def run_size(n: int, workdir: Path, refine: str, batch_size: int) -> dict:
     path = workdir / f"p{n}.zarr"
     make_project(path, n)
     report = workdir / f"r{n}.json"
@@ -54,7 +55,7 @@ def run_size(n: int, workdir: Path, refine: str) -> dict:
     t0 = time.perf_counter()
     res = subprocess.run(
         [sys.executable, "-c", child, "prelabel", "--project", str(path), "--quiet", "--refine", refine,
-         "--scales", "1", "--no-flip", "--report", str(report)],
+         "--scales", "1", "--no-flip", "--batch-size", str(batch_size), "--report", str(report)],
         capture_output=True, text=True,
     )
     wall = time.perf_counter() - t0
@@ -122,36 +123,51 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
     ap.add_argument("--refine", default="crf,rw")
+    ap.add_argument("--batch-size", type=int, default=4, help="prelabel --batch-size")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--explainer-images", type=int, default=20, help="images timed per method")
     ap.add_argument("--explainer-size", type=int, default=320, help="side of the timed images")
     ap.add_argument("--only-explainer", action="store_true", help="skip the prelabel and CRF parts")
+    ap.add_argument("--only-prelabel", action="store_true", help="skip the explainer and CRF parts")
     args = ap.parse_args(argv)
 
+    if not args.only_prelabel:
+        _print_explainer(args)
+    if args.only_explainer:
+        return 0
+    _print_prelabel(args)
+    if not args.only_prelabel:
+        _print_crf(args)
+    return 0
+
+
+def _print_explainer(args) -> None:
     print(f"\n### per-image inference, {args.explainer_size} px shapes images, MobileNetV2, CPU "
           f"(median of {args.explainer_images})\n")
     print("| proposal | seconds / image |")
     print("|---|---:|")
     for name, sec in explainer_table(args.explainer_images, args.explainer_size):
         print(f"| {name} | {sec:.3f} |")
-    if args.only_explainer:
-        return 0
 
+
+def _print_prelabel(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run_size(n, Path(tmp), args.refine) for n in args.sizes]
-    print(f"\n### napari-wsss prelabel (160 px images, MobileNetV2, CAM + {args.refine}, CPU)\n")
+        rows = [run_size(n, Path(tmp), args.refine, args.batch_size) for n in args.sizes]
+    print(f"\n### napari-wsss prelabel (160 px images, MobileNetV2, CAM + {args.refine}, "
+          f"batch {args.batch_size}, CPU)\n")
     print("| images | done | seconds | images/s | peak RSS MB |")
     print("|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['n']} | {r['done']} | {r['seconds']:.1f} | {r['done'] / r['seconds']:.2f} | {r['rss_mb']:.0f} |")
 
+
+def _print_crf(args) -> None:
     print("\n### dense CRF: our wrapper vs a bare pydensecrf call (10 iterations, best of "
           f"{args.repeats})\n")
     print("| image | labels | bare s | ours s | overhead |")
     print("|---|---:|---:|---:|---:|")
     for name, k, b, o in crf_table(args.repeats):
         print(f"| {name} | {k} | {b:.3f} | {o:.3f} | {100 * (o - b) / b:+.1f}% |")
-    return 0
 
 
 if __name__ == "__main__":
