@@ -46,7 +46,7 @@ EXPLAINER = "explainer"
 #: ``python bench/quality.py --tune-crf 60`` on 60 MSRC-v2 *training* images: mIoU 58.8 with
 #: these vs 56.2 with the literature's (PSA: ``bilateral_srgb=13, bilateral_compat=10``;
 #: CAMs alone 55.1). Background projects keep the literature's kernels: on the shapes
-#: sample (`napari-wsss demo`) they give CRF 69.1 mIoU, these 55.7.
+#: sample (`napari-wsss demo`) they give CRF ~69 mIoU, these ~56.
 NO_BACKGROUND_CRF = {"bilateral_srgb": 5.0, "bilateral_compat": 4.0}
 
 
@@ -83,7 +83,7 @@ class PipelineConfig:
         probabilities (when the CRF ran). ``"auto"``: CAMs without background (60 MSRC-v2
         training images, trained AffinityNet: CAM input 61.3 mIoU, CRF input 59.5, the CRF
         alone 59.3), the CRF with background, whose threshold background score is flat
-        (shapes sample, `napari-wsss demo`: CRF input 67.1, CAM input 34.3).
+        (shapes sample, `napari-wsss demo`: CRF input ~67, CAM input ~34).
     max_side : int or None
         Inference resizes the image so its long side is at most this (masks come back
         at full size).
