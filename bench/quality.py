@@ -88,24 +88,29 @@ def _gt_project(path, ids):
 
 # -- proposals --------------------------------------------------------------------------
 class _CamCache:
-    """Wraps ``Pipeline.cams`` so the CAMs of one image are computed once per model and TTA.
+    """Wraps ``Pipeline.cams_batch`` (which ``cams``, ``run`` and ``run_batch`` go through) so
+    the CAMs of one image are computed once per model and TTA.
 
-    Keyed by the image's content, so ``prelabel`` (which passes images, not ids) hits it.
+    Keyed by the image's content and labels, so ``prelabel`` (which passes images, not ids)
+    hits it; the images a batch misses are computed in one call.
     """
 
     def __init__(self, pipe: Pipeline, folder: Path):
-        self.compute, self.folder = pipe.cams, folder
+        self.compute, self.folder = pipe.cams_batch, folder
         folder.mkdir(parents=True, exist_ok=True)
-        pipe.cams = self
+        pipe.cams_batch = self
 
-    def __call__(self, image, labels):
+    def _path(self, image, labels) -> Path:
         key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()[:20]
-        path = self.folder / f"{key}-{'-'.join(str(int(c)) for c in labels)}.npy"
-        if path.is_file():
-            return np.load(path)
-        cams = self.compute(image, labels)
-        np.save(path, cams)
-        return cams
+        return self.folder / f"{key}-{'-'.join(str(int(c)) for c in labels)}.npy"
+
+    def __call__(self, images, labels) -> list:
+        paths = [self._path(im, lab) for im, lab in zip(images, labels)]
+        missing = [i for i, p in enumerate(paths) if not p.is_file()]
+        computed = self.compute([images[i] for i in missing], [labels[i] for i in missing]) if missing else []
+        for i, cams in zip(missing, computed):
+            np.save(paths[i], cams)
+        return [np.load(p) for p in paths]
 
 
 def _cached(pipe: Pipeline, cache_root: Path, version: str) -> Pipeline:
@@ -151,8 +156,7 @@ def _prelabel_train(project, cfg: PipelineConfig, cache: Path, gt_scores: bool =
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pipe = _cached(Pipeline.from_project(project, cfg, device=device), cache, _version(project))
     t = time.perf_counter()
-    # batch_size=1: one image per ``Pipeline.run``, so the CAM cache (a wrapped ``cams``) is used.
-    report = prelabel(project, pipeline=pipe, force=True, batch_size=1, progress=False)
+    report = prelabel(project, pipeline=pipe, force=True, progress=False)
     if report.failed:
         raise RuntimeError(report.summary())
     _log(f"prelabelled the training split ({', '.join(('cam', *cfg.refine))}) in {time.perf_counter() - t:.0f} s")
@@ -239,7 +243,8 @@ def _evaluate(args, train_proj, test_proj, test_ids) -> dict:
     full = _cached(Pipeline.from_project(train_proj, full_cfg, device=device), cache, version)
     model = full.model
     single = _cached(Pipeline(model, classes, None, single_cfg, model_version=version), cache, version)
-    colour = _cached(Pipeline(model, classes, None, full_cfg.replace(refine=("crf", "rw")), model_version=version),
+    walk = ("crf", "rw") if full.rw_input == "crf" else ("rw",)  # the CRF only where the walk reads it
+    colour = _cached(Pipeline(model, classes, None, full_cfg.replace(refine=walk), model_version=version),
                      cache, version)
     if full.affinity is None:
         colour = None  # the full pipeline's random walk is the colour one already

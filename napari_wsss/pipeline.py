@@ -27,6 +27,7 @@ from .refine.random_walk import build_affinity, random_walk_refine
 __all__ = [
     "STAGES",
     "NO_BACKGROUND_CRF",
+    "default_crf",
     "PipelineConfig",
     "Proposals",
     "Pipeline",
@@ -48,6 +49,12 @@ EXPLAINER = "explainer"
 #: CAMs alone 55.1). Background projects keep the literature's kernels: on the shapes
 #: sample (`napari-wsss demo`) they give CRF ~69 mIoU, these ~56.
 NO_BACKGROUND_CRF = {"bilateral_srgb": 5.0, "bilateral_compat": 4.0}
+
+
+def default_crf(background: int | None) -> dict:
+    """Default CRF kernels of a project kind: :data:`NO_BACKGROUND_CRF` without background,
+    ``crf_refine``'s own (the literature's) with one."""
+    return dict(NO_BACKGROUND_CRF) if background is None else {}
 
 
 @dataclass
@@ -301,15 +308,13 @@ class Pipeline:
     def run_batch(self, images: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> list[Proposals]:
         """:meth:`run` for several images: batched CAMs (:meth:`cams_batch`), refinement per image."""
         pairs = [self._inputs(image, lab) for image, lab in zip(images, labels)]
-        if len(pairs) == 1:
-            return [self.run(*pairs[0])]
         cams = self.cams_batch([p[0] for p in pairs], [p[1] for p in pairs])
         return [self._proposals(image, lab, c, lambda stage: None) for (image, lab), c in zip(pairs, cams)]
 
     @property
     def crf_kwargs(self) -> dict:
         """The CRF settings in effect: the project kind's defaults updated by ``config.crf``."""
-        return {**(NO_BACKGROUND_CRF if self.background is None else {}), **self.config.crf}
+        return {**default_crf(self.background), **self.config.crf}
 
     @property
     def rw_input(self) -> str:
@@ -462,7 +467,7 @@ def prelabel(
             proposals = [None] * len(batch)
         for (image_id, image, labels), props in zip(batch, proposals):
             try:
-                save_proposals(project, image_id, props or pipe.run(image, labels))
+                save_proposals(project, image_id, props if props is not None else pipe.run(image, labels))
                 report.done.append(image_id)
             except Exception as e:  # noqa: BLE001
                 report.failed[image_id] = f"{type(e).__name__}: {e}"

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_wsss.models.affinity import AffinityNet, affinity_loss_terms, pair_affinity
-from napari_wsss.pipeline import NO_BACKGROUND_CRF
+from napari_wsss.pipeline import default_crf
 from napari_wsss.refine import AffinityTargets, confident_labels, downsample_labels, pair_targets
 
 from .checkpoint import CheckpointError
@@ -189,9 +189,7 @@ def affinity_labels(source: Source, image_id: str, method: str, cfg: AffinityCon
             labels = confident_labels(
                 cams, classes, background=bg, image=image if cfg.crf else None,
                 alpha_low=cfg.alpha_low, alpha_high=cfg.alpha_high, high=cfg.high, low=cfg.low,
-                corrections=corr,
-                # The paper's CRF (pydensecrf defaults) with background; the pipeline's without.
-                crf_kwargs=NO_BACKGROUND_CRF if bg is None else None,
+                corrections=corr, crf_kwargs=default_crf(bg),
             )
     except ValueError as e:
         raise ValueError(f"image {image_id!r}, {method!r} CAMs: {e}") from e
