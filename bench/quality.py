@@ -17,6 +17,7 @@ settings reuses them, so refinement settings can be tried in seconds per image::
 
     python bench/quality.py                      # full run (~2 h on 2 busy CPU cores)
     python bench/quality.py --tune-crf 60        # CRF kernel grid on 60 training images
+    python bench/quality.py --tune-rw 60         # random walk on CAMs vs on the CRF (after a full run)
     python bench/quality.py --only segmenter     # only the supervised upper bound
     python bench/quality.py --subset 60 --epochs 1 --seg-epochs 1 --aff-epochs 1 \
         --pseudo-seg-epochs 1 --explainer-epochs 1 --crop 160   # smoke run
@@ -212,6 +213,28 @@ def _tune_crf(args, train_proj, train_ids) -> None:
         print("| " + " | ".join(f"{v:g}" for v in kw.values()) + f" | {100 * scores.get(json.dumps(kw)).miou:.1f}{mark} |")
 
 
+def _tune_rw(args, train_proj, train_ids) -> None:
+    """What the random walk should propagate (CAMs or CRF output), on training images."""
+    ids = train_ids[:: max(1, len(train_ids) // args.tune_rw)][: args.tune_rw]
+    full_cfg = _configs(args)[1].replace(refine=("crf", "rw"))
+    pipe = _cached(Pipeline.from_project(train_proj, full_cfg, device="cpu"), Path(args.work) / "cams",
+                   _version(train_proj))
+    if pipe.affinity is None:
+        raise SystemExit(f"{train_proj.path} has no trained AffinityNet yet: run `python bench/quality.py` first")
+    scores = _Scores(len(train_proj.classes))
+    for i in ids:
+        image, labels, gt = train_proj.image(i), train_proj.image_labels(i), read_gt(i)
+        for rw_input in ("cam", "crf"):
+            pipe.config = full_cfg.replace(rw_input=rw_input)
+            props = pipe.run(image, labels)
+            if rw_input == "cam":  # the same CRF mask both times: count it once
+                scores.add("crf", props.masks["crf"], gt)
+            scores.add(f"rw on {rw_input}", props.masks["rw"], gt)
+    print(f"random walk (trained AffinityNet) on {len(ids)} training images\n\n| stage | mIoU % |\n|---|---:|")
+    for key in ("crf", "rw on cam", "rw on crf"):
+        print(f"| {key} | {100 * scores.get(key).miou:.1f} |")
+
+
 def _weak_chain(args, train_proj, full_cfg: PipelineConfig, cache: Path) -> None:
     """AffinityNet and segmenter trained on the training split's own pseudo-masks.
 
@@ -350,6 +373,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tune-crf", type=int, default=0, metavar="N",
                    help="grid-search the CRF kernels on N training images and stop")
+    p.add_argument("--tune-rw", type=int, default=0, metavar="N",
+                   help="compare the random walk on CAMs / on the CRF on N training images and stop")
     p.add_argument("--only", default="all", choices=("all", "classifier", "segmenter"),
                    help="train and score only one side (e.g. two processes in parallel; a later "
                         "run with the same settings reuses both and prints the whole table)")
@@ -368,6 +393,9 @@ def main(argv=None) -> int:
         _train_stage(train_proj, "classifier", cls_over, args.epochs, threads=args.threads, seed=args.seed)
         if args.tune_crf:
             _tune_crf(args, train_proj, train_ids)
+            return 0
+        if args.tune_rw:
+            _tune_rw(args, train_proj, train_ids)
             return 0
         _weak_chain(args, train_proj, _configs(args)[1], work / "cams")
         res = _evaluate(args, train_proj, test_proj, test_ids)

@@ -87,9 +87,9 @@ class PipelineConfig:
         no AffinityNet is trained) of the random walk.
     rw_input : {"auto", "cam", "crf"}
         What the random walk propagates: the CAM scores (as Ahn & Kwak do) or the CRF's
-        probabilities (when the CRF ran). ``"auto"``: CAMs without background (60 MSRC-v2
-        training images, trained AffinityNet: CAM input 61.3 mIoU, CRF input 59.5, the CRF
-        alone 59.3), the CRF with background, whose threshold background score is flat
+        probabilities (when the CRF ran). ``"auto"``: CAMs without background
+        (``bench/quality.py --tune-rw 60``, 60 MSRC-v2 training images, trained AffinityNet:
+        CAM input 60.1 mIoU, CRF input 58.3, the CRF alone 58.8), the CRF with background, whose threshold background score is flat
         (shapes sample, `napari-wsss demo`: CRF input ~67, CAM input ~34).
     max_side : int or None
         Inference resizes the image so its long side is at most this (masks come back
