@@ -199,39 +199,60 @@ class Pipeline:
         self.affinity = affinity.to(self.device).eval() if affinity is not None else None
         self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
         self.explainer = explainer.to(self.device).eval() if explainer is not None else None
+        #: stage -> checkpoint version of the models in use, and stage -> why a project model is not
+        #: (set by :meth:`from_project`)
+        self.models: dict[str, str] = {"classifier": model_version}
+        self.dropped: dict[str, str] = {}
         if self.config.method == EXPLAINER and self.explainer is None:
             raise ValueError("method 'explainer' needs a trained explainer: train one with "
                              "`napari-wsss train PROJECT --stage explainer`")
 
     @classmethod
-    def from_project(cls, project, config: PipelineConfig | None = None, *, device=None) -> "Pipeline":
+    def from_project(cls, project, config: PipelineConfig | None = None, *, device=None,
+                     classifier=None) -> "Pipeline":
         """The project's latest trained models (classifier required; affinity, segmenter,
-        explainer if any)."""
+        explainer if any).
+
+        ``classifier`` (a checkpoint file) replaces the project's classifier: the project's
+        AffinityNet and segmenter are kept (they read the image, not the classifier), its
+        Explainer only if it was trained to explain that same checkpoint. ``pipeline.models``
+        (stage -> version) and ``pipeline.dropped`` (stage -> reason) say which.
+        """
         from trainer import load_classifier, load_segmenter  # checkpoint formats live with the trainer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        path = project.latest_checkpoint("classifier")
+        path = project.latest_checkpoint("classifier") if classifier is None else classifier
         if path is None:
             raise FileNotFoundError(
                 f"project {project.path} has no classifier yet: train one with "
                 f"`napari-wsss train {project.path} --stage classifier`"
             )
-        model = load_classifier(project, device)
-        affinity = segmenter = None
-        if project.latest_checkpoint("affinity") is not None:
+        if classifier is None:
+            model = load_classifier(project, device)
+        else:
+            model = load_classifier(classifier, device, classes=project.classes)
+        models, dropped = {"classifier": checkpoint_version(path)}, {}
+        affinity = segmenter = explainer = None
+        if (p := project.latest_checkpoint("affinity")) is not None:
             from trainer.affinity import load_affinity
 
-            affinity = load_affinity(project, device)
-        if project.latest_checkpoint("segmenter") is not None:
-            segmenter = load_segmenter(project, device)
-        explainer = None
-        if project.latest_checkpoint("explainer") is not None:
+            affinity, models["affinity"] = load_affinity(project, device), checkpoint_version(p)
+        if (p := project.latest_checkpoint("segmenter")) is not None:
+            segmenter, models["segmenter"] = load_segmenter(project, device), checkpoint_version(p)
+        if (p := project.latest_checkpoint("explainer")) is not None:
             from trainer import load_explainer
 
-            explainer = load_explainer(project, device)
-        return cls(model, project.classes, project.background, config,
+            explains = _explained_classifier(p)
+            if classifier is None or _same_file(explains, classifier):
+                explainer, models["explainer"] = load_explainer(project, device), checkpoint_version(p)
+            else:
+                dropped["explainer"] = (f"{checkpoint_version(p)} explains classifier "
+                                        f"{checkpoint_version(explains) if explains else '?'}, not {path}")
+        pipe = cls(model, project.classes, project.background, config,
                    model_version=checkpoint_version(path), affinity=affinity, segmenter=segmenter,
                    explainer=explainer, device=device)
+        pipe.models, pipe.dropped = models, dropped
+        return pipe
 
     # -- CAMs ------------------------------------------------------------------------
     def _inference_size(self, h: int, w: int) -> tuple[int, int]:
@@ -366,6 +387,21 @@ class Pipeline:
             graph = build_affinity(image, shape=grid, radius=radius)
         # Scores already hold the background slice (if any): walk them as they are.
         return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw).mask
+
+
+def _explained_classifier(explainer_path):
+    """The classifier checkpoint an Explainer checkpoint was trained against (or None)."""
+    state = torch.load(explainer_path, map_location="cpu", weights_only=True)
+    return (state.get("config") or {}).get("explainer", {}).get("classifier_checkpoint")
+
+
+def _same_file(a, b) -> bool:
+    from pathlib import Path
+
+    try:
+        return a is not None and Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def checkpoint_version(path) -> str:
