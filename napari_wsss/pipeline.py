@@ -405,11 +405,12 @@ def _same_file(a, b) -> bool:
 
 
 def checkpoint_version(path) -> str:
-    """The version id of a checkpoint file: its project node name (``classifier-0003``) or file stem."""
+    """The version id of a checkpoint file: its project node name (``classifier-0003``, for
+    its ``checkpoint.pt`` or ``best.pt``) or file stem."""
     from pathlib import Path
 
     path = Path(path)
-    return path.parent.name if path.name == "checkpoint.pt" else path.stem
+    return path.parent.name if path.name in ("checkpoint.pt", "best.pt") else path.stem
 
 
 def save_proposals(project, image_id: str, proposals: Proposals, *, status: bool = True) -> None:

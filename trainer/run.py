@@ -178,9 +178,13 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
     scaler = rt.make_scaler()
 
     epoch, step, skip = 0, 0, 0
+    run = {"version": None, "best": None}  # a version per run: every save of this run goes into it
     if config.resume:
         path = checkpoints.latest_checkpoint(stage)
         if path is not None:
+            from napari_wsss.pipeline import checkpoint_version
+
+            run["version"] = checkpoint_version(path)
             state = read_checkpoint(path, stage=stage, map_location=rt.device)
             check_classes(state, st.classes, path=path, what=f"project {getattr(source, 'path', '')}")
             load_weights(st.model, state["model"], path=path)
@@ -191,6 +195,7 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
             if "cuda_rng" in state and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
             epoch, step, skip = state["epoch"], state["step"], state.get("batch_in_epoch", 0)
+            run["best"] = state.get("best")
 
     module = st.module
     if rt.distributed:
@@ -215,11 +220,15 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
     logger.emit("start", epoch=epoch, epochs=scfg.epochs, step=step, steps=total,
                 images=n, world_size=rt.world_size, device=str(rt.device), log_dir=result.log_dir)
 
-    def save(ep, stp, in_epoch):
+    def save(ep, stp, in_epoch, metrics=None):
         if rt.is_main:
-            result.version = checkpoints.save_checkpoint(
-                stage, _state(st, opt, sched, scaler, config, epoch=ep, step=stp, batch_in_epoch=in_epoch))
-            logger.emit("checkpoint", version=result.version, epoch=ep, step=stp)
+            best = _improves(metrics, run["best"])
+            run["best"] = best or run["best"]
+            state = _state(st, opt, sched, scaler, config, epoch=ep, step=stp, batch_in_epoch=in_epoch)
+            state["best"] = run["best"]  # the run's best so far, for a resumed run
+            result.version = run["version"] = checkpoints.save_checkpoint(
+                stage, state, version=run["version"], best=best)
+            logger.emit("checkpoint", version=result.version, epoch=ep, step=stp, best=best is not None)
         rt.barrier()
 
     try:
@@ -253,7 +262,7 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
                 result.metrics = _validate(st, config, rt)
                 logger.emit("eval", epoch=epoch, step=step, **result.metrics)
                 logger.scalars("val", result.metrics, step)
-            save(epoch, step, 0)
+            save(epoch, step, 0, result.metrics if st.val_set is not None else None)
             if r.stopped:
                 result.stopped = epoch < scfg.epochs
                 break
@@ -263,6 +272,21 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
     result.epoch, result.step = epoch, step
     logger.emit("done", epoch=epoch, step=step, version=result.version, stopped=result.stopped)
     return result
+
+
+#: Validation metrics that choose a run's best step, in order of preference (+1: higher is better).
+BEST_METRICS = {"mIoU": 1, "mAP": 1, "pair_accuracy": 1, "loss": -1}
+
+
+def _improves(metrics: dict | None, best: dict | None) -> dict | None:
+    """``{"metric", "value"}`` when ``metrics`` beat the run's ``best`` so far, else None."""
+    for name, sign in BEST_METRICS.items():
+        value = (metrics or {}).get(name)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            if best is None or sign * value > sign * best["value"]:
+                return {"metric": name, "value": float(value)}
+            return None
+    return None
 
 
 def _validate(st: Stage, config: TrainConfig, rt: Runtime) -> dict:
