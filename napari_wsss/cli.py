@@ -20,8 +20,8 @@ def _pipeline_config(args):
         kw["scales"] = tuple(float(s) for s in args.scales.split(","))
     if args.no_flip:
         kw["flip"] = False
-    if args.max_side is not None:
-        kw["max_side"] = args.max_side or None
+    if args.max_side is not None:  # the user's size for every model instead of its training scale
+        kw["max_side"], kw["scale"] = args.max_side or None, "config"
     return PipelineConfig(**kw)
 
 
@@ -39,7 +39,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip TTA")
     p.add_argument("--threshold", type=float, default=0.25,
                    help="background threshold on normalised CAMs (background projects)")
-    p.add_argument("--max-side", type=int, default=None, help="resize long side for inference (0 = never)")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="resize the long side to at most this for inference (0 = never) instead of "
+                        "running each model at the scale it was trained at (the default)")
 
 
 def _add_background_class(p: argparse.ArgumentParser) -> None:

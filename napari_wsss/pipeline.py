@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from . import cams as cam_engine
 from .models import to_tensor
+from .models.scale import model_input, scale_rule
 from .refine.background import labels_from_scores, scores_with_background
 from .refine.crf import crf_refine
 from .refine.random_walk import build_affinity, random_walk_refine
@@ -91,6 +92,12 @@ class PipelineConfig:
         (``bench/quality.py --tune-rw 60``, 60 MSRC-v2 training images, trained AffinityNet:
         CAM input 60.1 mIoU, CRF input 58.3, the CRF alone 58.8), the CRF with background, whose threshold background score is flat
         (shapes sample, `napari-wsss demo`: CRF input ~67, CAM input ~34).
+    scale : {"model", "config"}
+        ``"model"``: every model (classifier, AffinityNet, segmenter, Explainer) sees the
+        image at the scale it was trained at, stored in its checkpoint
+        (:mod:`napari_wsss.models.scale`: the long side resized to the training crop box;
+        TTA scales are relative to it); results come back at image size. ``"config"``, and
+        models whose checkpoint has no scale: ``max_side`` / ``min_side``.
     max_side : int or None
         Inference resizes the image so its long side is at most this (masks come back
         at full size).
@@ -111,6 +118,7 @@ class PipelineConfig:
     crf: dict = field(default_factory=dict)
     rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
     rw_input: str = "auto"
+    scale: str = "model"
     max_side: int | None = 512
     min_side: int | None = None
     explainer_threshold: float = 0.5
@@ -122,6 +130,8 @@ class PipelineConfig:
         bad = [s for s in self.refine if s not in STAGES[1:]]
         if bad:
             raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(STAGES[1:])}")
+        if self.scale not in ("model", "config"):
+            raise ValueError(f"scale must be 'model' or 'config', got {self.scale!r}")
         if self.rw_input not in ("auto", "crf", "cam"):
             raise ValueError(f"rw_input must be 'auto', 'crf' or 'cam', got {self.rw_input!r}")
         self.scales = tuple(float(s) for s in self.scales)
@@ -255,6 +265,21 @@ class Pipeline:
         return pipe
 
     # -- CAMs ------------------------------------------------------------------------
+    def _rule(self, model):
+        """The scale rule ``model`` was trained at, or None (then ``max_side`` / ``min_side``)."""
+        return scale_rule(model) if self.config.scale == "model" else None
+
+    def _model_input(self, model, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Normalised batch of same-size images at the inference size of ``model``."""
+        rule = self._rule(model)
+        if rule is not None:
+            return torch.cat([model_input(image, self.device, rule) for image in images])
+        x = torch.cat([to_tensor(image, self.device) for image in images])
+        size = self._inference_size(*x.shape[-2:])
+        if size != tuple(x.shape[-2:]):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x
+
     def _inference_size(self, h: int, w: int) -> tuple[int, int]:
         scale = 1.0
         if self.config.max_side and max(h, w) > self.config.max_side:
@@ -282,10 +307,7 @@ class Pipeline:
                 groups.setdefault((h, w), []).append(i)
         cfg = self.config
         for (h, w), idx in groups.items():
-            x = torch.cat([to_tensor(images[i], self.device) for i in idx])
-            size = self._inference_size(h, w)
-            if size != (h, w):
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            x = self._model_input(self.model, [images[i] for i in idx])
             targets = [[int(c) for c in labels[i]] for i in idx]
             with torch.inference_mode(mode=cfg.method in ("cam", "scorecam")):
                 maps = cam_engine.compute_tta(self.model, x, targets, method=cfg.method, scales=cfg.scales,
@@ -303,10 +325,7 @@ class Pipeline:
         labels = [int(c) for c in labels]
         if not labels:
             return np.zeros((0, h, w), np.float32)
-        x = to_tensor(image, self.device)
-        size = self._inference_size(h, w)
-        if size != (h, w):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = self._model_input(self.explainer, [image])
         maps = explainer_maps(self.explainer, x, labels)
         return cam_engine.upsample(maps[None], (h, w))[0].clamp(0, 1).cpu().numpy()
 
@@ -380,8 +399,8 @@ class Pipeline:
         stride = int(rw.pop("stride", 4))
         radius = int(rw.pop("radius", 5))
         h, w = image.shape[:2]
-        if self.affinity is not None:
-            graph = build_affinity(image, model=self.affinity)
+        if self.affinity is not None:  # at its training scale; the walk comes back to (h, w)
+            graph = self.affinity.affinity_graph(self._model_input(self.affinity, [image]))
         else:
             grid = (max(1, round(h / stride)), max(1, round(w / stride)))
             graph = build_affinity(image, shape=grid, radius=radius)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_wsss.models.scale import scale_rule
 from napari_wsss.models.affinity import AffinityNet, affinity_loss_terms, pair_affinity
 from napari_wsss.pipeline import default_crf
 from napari_wsss.refine import AffinityTargets, confident_labels, downsample_labels, pair_targets
@@ -287,5 +288,6 @@ def load_affinity(project_or_checkpoint, device=None, *, classes=None) -> Affini
     net = AffinityNet(**config, weights=None)
     load_weights(net, state["model"], path=path)
     net.classes = list(state["classes"])
+    net.scale = scale_rule(state)  # the training scale, applied at inference
     net.background = state.get("background")
     return net.to(pick_device(device)).eval()

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
+from napari_wsss.models.scale import scale_rule
 from napari_wsss.models import Classifier, get_spec
 
 from .config import ClassifierConfig
@@ -212,4 +213,5 @@ def load_classifier(project_or_checkpoint, device=None, *, classes=None) -> Clas
     if cfg.get("kur"):
         parametrize.remove_parametrizations(net.head, "weight", leave_parametrized=True)
     net.classes = list(state["classes"])
+    net.scale = scale_rule(state)  # the training scale, applied at inference
     return net.to(pick_device(device)).eval()

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_wsss.models.scale import scale_rule
 from napari_wsss.models.explainer import ExplainerLoss
 from napari_wsss.models.transforms import to_tensor
 
@@ -134,6 +135,7 @@ def load_explainer(project_or_checkpoint, device=None, *, classes=None) -> nn.Mo
     net = build_segmenter(state["backbone"], len(state["classes"]), weights=None)
     load_weights(net, state["model"], path=path)
     net.classes = list(state["classes"])
+    net.scale = scale_rule(state)  # the training scale, applied at inference
     net.background = state.get("background")
     net.classifier_version = state.get("classifier_version")
     return net.to(pick_device(device)).eval()

@@ -17,6 +17,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from napari_wsss.models.scale import ScaleRule
+
 from .checkpoint import check_classes, read_checkpoint
 from .config import TrainConfig, config_to_dict, save_config
 from .data import EpochSampler, split_ids
@@ -106,6 +108,8 @@ def _state(st: Stage, opt, sched, scaler, config, *, epoch, step, batch_in_epoch
         config=config_to_dict(config), classes=list(st.classes), background=st.background,
         backbone=st.backbone, stage=st.name, rng=torch.get_rng_state(),
     )
+    # the scale every model is trained and run at: the long side fitted in the crop box
+    state["scale"] = ScaleRule(config.stage(st.name).crop_size).as_dict()
     state.update(st.extra.get("checkpoint", {}))  # stage-specific entries (AffinityNet.config)
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
