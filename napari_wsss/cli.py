@@ -14,8 +14,9 @@ __all__ = ["main", "build_parser"]
 def _pipeline_config(args):
     from .pipeline import PipelineConfig
 
-    kw = dict(method=args.method, refine=tuple(s for s in args.refine.split(",") if s),
-              cam_threshold=args.threshold)
+    kw = dict(method=args.method, cam_threshold=_threshold(args.threshold))
+    if args.refine is not None:  # the user's stages, even those the calibration turned off
+        kw.update(refine=tuple(s for s in args.refine.split(",") if s), apply_calibration=False)
     if args.scales:
         kw["scales"] = tuple(float(s) for s in args.scales.split(","))
     if args.no_flip:
@@ -25,6 +26,14 @@ def _pipeline_config(args):
     return PipelineConfig(**kw)
 
 
+def _threshold(value: str):
+    """``--threshold``: a number, ``auto`` or a rule name (checked by ``PipelineConfig``)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     from .cams import METHODS
     from .pipeline import EXPLAINER, PipelineConfig
@@ -32,13 +41,16 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="cam", choices=sorted((*METHODS, EXPLAINER)),
                    help="CAM method, or 'explainer': the trained Explainer's masks as class maps "
                         "(default: cam)")
-    p.add_argument("--refine", default=",".join(PipelineConfig().refine),
+    p.add_argument("--refine", default=None,
                    help="comma-separated refinement stages: crf, rw, segmenter, explainer (default: "
-                        "all; segmenter / explainer only where one is trained)")
+                        f"{','.join(PipelineConfig().refine)} less any the project's calibration found to "
+                        "lower quality on its corrected images; segmenter / explainer only where trained)")
     p.add_argument("--scales", default=None, help="TTA scales, e.g. 1,0.5,1.5,2 (default)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip TTA")
-    p.add_argument("--threshold", type=float, default=0.25,
-                   help="background threshold on normalised CAMs (background projects)")
+    p.add_argument("--threshold", default="auto",
+                   help="background threshold on normalised CAMs (background projects): a number, or "
+                        "'auto' (default: the best on the project's corrected pixels when there are "
+                        "enough, else a per-image rule; see napari_wsss.calibrate), or a rule name")
     p.add_argument("--max-side", type=int, default=None,
                    help="resize the long side to at most this for inference (0 = never) instead of "
                         "running each model at the scale it was trained at (the default)")

@@ -75,9 +75,16 @@ class PipelineConfig:
         Refinement stages to run after ``cam``: any of ``"crf"``, ``"rw"``,
         ``"segmenter"``, ``"explainer"`` (the last two only when the project has that
         model trained).
-    cam_threshold : float
+    cam_threshold : float or str
         Background projects: pixels whose largest normalised CAM is below this are
         background (the ``cam`` stage), and the background score of CRF and random walk.
+        ``"auto"`` (default): the project's calibration (:mod:`napari_wsss.calibrate`:
+        the best threshold on the corrected pixels when there are enough corrections),
+        else the rule :data:`napari_wsss.calibrate.DEFAULT_RULE` on each image's CAMs; a
+        rule name of :data:`napari_wsss.calibrate.THRESHOLD_RULES` applies that rule.
+    apply_calibration : bool
+        Leave out the refinement stages the project's calibration found to lower the
+        mIoU on its corrected pixels (``calibration["refine_off"]``).
     crf : dict
         Keyword arguments of :func:`napari_wsss.refine.crf.crf_refine` (kernel parameters,
         ``n_iter``, ...) over the defaults: :func:`~napari_wsss.refine.crf.crf_refine`'s
@@ -114,7 +121,8 @@ class PipelineConfig:
     flip: bool = True
     merge: str = "sum"
     refine: tuple[str, ...] = ("crf", "rw", "segmenter", "explainer")
-    cam_threshold: float = 0.25
+    cam_threshold: float | str = "auto"
+    apply_calibration: bool = True
     crf: dict = field(default_factory=dict)
     rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
     rw_input: str = "auto"
@@ -130,6 +138,14 @@ class PipelineConfig:
         bad = [s for s in self.refine if s not in STAGES[1:]]
         if bad:
             raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(STAGES[1:])}")
+        from .calibrate import THRESHOLD_RULES
+
+        if isinstance(self.cam_threshold, str):
+            if self.cam_threshold not in ("auto", *THRESHOLD_RULES):
+                raise ValueError(f"cam_threshold must be a number in [0, 1], 'auto' or a rule of "
+                                 f"{', '.join(THRESHOLD_RULES)}; got {self.cam_threshold!r}")
+        elif not 0.0 <= float(self.cam_threshold) <= 1.0:
+            raise ValueError(f"cam_threshold must be in [0, 1], got {self.cam_threshold}")
         if self.scale not in ("model", "config"):
             raise ValueError(f"scale must be 'model' or 'config', got {self.scale!r}")
         if self.rw_input not in ("auto", "crf", "cam"):
@@ -213,6 +229,8 @@ class Pipeline:
         #: (set by :meth:`from_project`)
         self.models: dict[str, str] = {"classifier": model_version}
         self.dropped: dict[str, str] = {}
+        #: the project's pipeline defaults (``Project.read_calibration``), set by :meth:`from_project`
+        self.calibration: dict | None = None
         if self.config.method == EXPLAINER and self.explainer is None:
             raise ValueError("method 'explainer' needs a trained explainer: train one with "
                              "`napari-wsss train PROJECT --stage explainer`")
@@ -262,7 +280,33 @@ class Pipeline:
                    model_version=checkpoint_version(path), affinity=affinity, segmenter=segmenter,
                    explainer=explainer, device=device)
         pipe.models, pipe.dropped = models, dropped
+        pipe.set_calibration(project.read_calibration())
         return pipe
+
+    def set_calibration(self, calibration: dict | None) -> None:
+        """Use a project's calibration (``"auto"`` threshold; with ``apply_calibration`` the
+        refinement stages it turned off are left out of ``config.refine``)."""
+        self.calibration = calibration
+        off = (calibration or {}).get("refine_off") or {}
+        if self.config.apply_calibration and off:
+            self.config = self.config.replace(refine=tuple(s for s in self.config.refine if s not in off))
+
+    def with_config(self, **changes) -> "Pipeline":
+        """The same models with ``config.replace(**changes)`` (and the same calibration)."""
+        import copy
+
+        other = copy.copy(self)
+        other.config = self.config.replace(**changes)
+        return other
+
+    def threshold(self, cams: np.ndarray) -> float:
+        """The background threshold of an image with normalised CAMs ``cams`` (K, H, W)."""
+        from .calibrate import DEFAULT_RULE, image_threshold
+
+        t = self.config.cam_threshold
+        if t == "auto":
+            t = (self.calibration or {}).get("cam_threshold") or DEFAULT_RULE
+        return image_threshold(cams, t) if isinstance(t, str) else float(t)
 
     # -- CAMs ------------------------------------------------------------------------
     def _rule(self, model):
@@ -363,12 +407,18 @@ class Pipeline:
             return self.config.rw_input
         return "cam" if self.background is None else "crf"
 
+    def proposals_from_cams(self, image: np.ndarray, labels, cams: np.ndarray) -> Proposals:
+        """:meth:`run` on CAMs already computed (``cams`` of the sorted ``labels``)."""
+        image, labels = self._inputs(image, labels)
+        return self._proposals(image, labels, np.asarray(cams, np.float32), lambda stage: None)
+
     def _proposals(self, image: np.ndarray, labels: np.ndarray, cams: np.ndarray,
                    note: Callable[[str], None]) -> Proposals:
         cfg = self.config
-        bg_kw = dict(background=self.background, bg_method="threshold", threshold=cfg.cam_threshold)
+        thr = self.threshold(cams) if self.background is not None else 0.0
+        bg_kw = dict(background=self.background, bg_method="threshold", threshold=thr)
         scores, cls = scores_with_background(cams, labels, background=self.background,
-                                             method="threshold", threshold=cfg.cam_threshold)
+                                             method="threshold", threshold=thr)
         masks = {"cam": labels_from_scores(scores, cls)}
         walk_from = scores
         if "crf" in cfg.refine:
@@ -459,6 +509,27 @@ class PrelabelReport:
         return "\n".join(lines)
 
 
+def calibrate_project(project, pipeline: Pipeline, *, write: bool = True) -> dict:
+    """The project's calibration for ``pipeline``'s models: the stored one when it was chosen
+    for the same models and corrections, else :func:`napari_wsss.calibrate.choose_defaults`
+    (stored when ``write``)."""
+    from .calibrate import _corrected, choose_defaults
+
+    corrected = _corrected(project)
+    key = {"models": dict(pipeline.models),
+           "corrections": [[iid, int((lab != 255).sum())] for iid, lab in corrected]}
+    stored = project.read_calibration()
+    if stored is not None and stored.get("key") == key:
+        return stored
+    base = pipeline.with_config(apply_calibration=False, refine=PipelineConfig().refine)
+    base.calibration = None
+    out = choose_defaults(project, pipeline=base, write=False, corrected=corrected)
+    out["key"] = key
+    if write:
+        project.write_calibration(out)
+    return out
+
+
 def _is_done(project, image_id: str, pipeline: Pipeline) -> bool:
     st = project.status(image_id)
     if st.status == "new" or st.model_version != pipeline.model_version:
@@ -480,6 +551,7 @@ def prelabel(
     world_size: int = 1,
     progress: bool = True,
     device=None,
+    calibrate: bool = True,
 ) -> PrelabelReport:
     """Compute and save proposals for the images of ``project``.
 
@@ -489,13 +561,16 @@ def prelabel(
     the rest done (a batch that fails is redone image by image, so one broken image
     costs no other). Under ``torchrun`` each rank takes the images
     ``ids[rank::world_size]``, so every image is done by exactly one process. Memory
-    stays flat: one batch at a time is in memory.
+    stays flat: one batch at a time is in memory. With ``cam_threshold="auto"`` and
+    ``calibrate``, the project's defaults are chosen first (:func:`calibrate_project`).
     """
     from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     pipe = pipeline or Pipeline.from_project(project, config, device=device)
+    if calibrate and pipe.config.cam_threshold == "auto":
+        pipe.set_calibration(calibrate_project(project, pipe, write=rank == 0 and project.mode != "r"))
     all_ids = list(ids) if ids is not None else project.image_ids()
     mine = all_ids[rank::world_size]
     report = PrelabelReport()

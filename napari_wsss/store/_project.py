@@ -384,6 +384,23 @@ class Project:
             cam_methods=[s[4:] for s in meta["arrays"] if s.startswith("cam/")],
         )
 
+    # -- pipeline defaults -------------------------------------------------------------
+    def write_calibration(self, calibration: dict) -> None:
+        """Store the pipeline defaults chosen from this project's data with their evidence
+        (:func:`napari_wsss.calibrate.choose_defaults`; JSON-serialisable dict) in the
+        ``calibration`` group, replacing earlier ones."""
+        if not isinstance(calibration, dict):
+            raise TypeError(f"a calibration must be a dict, got {type(calibration).__name__}")
+        with self._writable():
+            self._nodes.write_group("calibration", {**calibration, "time": utc_now()})
+
+    def read_calibration(self) -> dict | None:
+        """The stored pipeline defaults and their evidence, or ``None`` (never calibrated)."""
+        try:
+            return self._nodes.read_group("calibration")
+        except FileNotFoundError:
+            return None
+
     # -- maintenance -------------------------------------------------------------------
     def gc(self) -> int:
         """Delete what no pointer references (left by killed writers); return the count.
