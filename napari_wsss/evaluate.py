@@ -80,6 +80,9 @@ class CamResult:
         At ``best_threshold``, or of the arg-max without background.
     note : str or None
         Why there is no sweep.
+    default_threshold, default_miou : float or str, float
+        What the pipeline's default (``cam_threshold="auto"``: the project's calibration,
+        else the per-image rule) gives; compare with ``best_threshold``'s mIoU.
     """
 
     method: str
@@ -89,6 +92,12 @@ class CamResult:
     miou: tuple | None = None
     best_threshold: float | None = None
     note: str | None = None
+    default_threshold: float | str | None = None
+    default_miou: float | None = None
+
+
+def _default_label(t) -> str:
+    return f"per-image rule {t}" if isinstance(t, str) else f"calibrated on corrections: {t:g}"
 
 
 def _pct(v) -> str:
@@ -145,6 +154,11 @@ class EvaluationReport:
                     "| threshold | mIoU % |", "|---:|---:|"]
             out += [f"| {t:g}{' (best)' if t == r.best_threshold else ''} | {_pct(m)} |"
                     for t, m in zip(r.thresholds, r.miou)]
+            if r.default_threshold is not None:
+                best = r.miou[r.thresholds.index(r.best_threshold)]
+                out += ["", f"Default threshold ({_default_label(r.default_threshold)}): mIoU "
+                            f"{_pct(r.default_miou)} %, {_pct(best - r.default_miou)} points below the "
+                            f"best threshold {r.best_threshold:g}."]
         if self.missing_gt:
             out += ["", "No ground truth for: " + ", ".join(self.missing_gt)]
         out += [""] + [f"Note: {n}" for n in self.notes] if self.notes else []
@@ -160,6 +174,10 @@ class EvaluationReport:
                 d["sweep"] = (None if r.thresholds is None else
                               [{"threshold": t, "mIoU": _f(m)} for t, m in zip(r.thresholds, r.miou)])
                 d["note"] = r.note
+                if r.default_threshold is not None:
+                    best = r.miou[r.thresholds.index(r.best_threshold)]
+                    d["default"] = {"threshold": r.default_threshold, "mIoU": _f(r.default_miou),
+                                    "below_best": _f(best - r.default_miou)}
             stages[key] = d
         return {
             "gt_dir": str(self.gt_dir),
@@ -259,6 +277,16 @@ def _read_gt(path: Path, shape, image_id, num_classes) -> np.ndarray:
     return gt
 
 
+def _default_threshold(project):
+    """The background threshold ``cam_threshold="auto"`` uses in ``project`` (None without
+    background): the calibrated number, else the per-image rule's name."""
+    if project.background is None:
+        return None
+    from .calibrate import DEFAULT_RULE
+
+    return (project.read_calibration() or {}).get("cam_threshold") or DEFAULT_RULE
+
+
 def _upsampled_cams(cams: np.ndarray, shape) -> np.ndarray:
     import torch
 
@@ -269,10 +297,12 @@ def _upsampled_cams(cams: np.ndarray, shape) -> np.ndarray:
 
 
 class _CamAccumulator:
-    def __init__(self, method, background, num_classes, thresholds):
+    def __init__(self, method, background, num_classes, thresholds, default=None):
         self.method, self.background, self.c, self.thresholds = method, background, num_classes, thresholds
         shape = (len(thresholds),) if background is not None else ()
         self.conf = np.zeros((*shape, num_classes, num_classes + 1), np.int64)
+        self.default = default  # the pipeline's "auto" threshold: a number or a per-image rule
+        self.default_conf = np.zeros((num_classes, num_classes + 1), np.int64)
         self.n = 0
 
     def add(self, cams, classes, gt):
@@ -280,6 +310,12 @@ class _CamAccumulator:
         if self.background is not None:
             self.conf += cam_threshold_sweep(cams, classes, gt, background=self.background,
                                              num_classes=self.c, thresholds=self.thresholds)
+            if self.default is not None:
+                from .calibrate import image_threshold
+
+                t = image_threshold(cams, self.default) if isinstance(self.default, str) else self.default
+                self.default_conf += cam_threshold_sweep(cams, classes, gt, background=self.background,
+                                                         num_classes=self.c, thresholds=(float(t),))[0]
         else:
             pred = (classes.astype(np.uint8)[cams.argmax(axis=0)] if cams.shape[0]
                     else np.full(gt.shape, IGNORE, np.uint8))
@@ -292,8 +328,10 @@ class _CamAccumulator:
         all_scores = [segmentation_scores(conf) for conf in self.conf]
         miou = tuple(s.miou for s in all_scores)
         best = int(np.nanargmax(miou)) if not np.all(np.isnan(miou)) else 0
+        default_miou = segmentation_scores(self.default_conf).miou if self.default is not None else None
         return CamResult(self.method, self.n, all_scores[best], thresholds=self.thresholds,
-                         miou=miou, best_threshold=self.thresholds[best])
+                         miou=miou, best_threshold=self.thresholds[best],
+                         default_threshold=self.default, default_miou=default_miou)
 
 
 def evaluate_project(
@@ -400,7 +438,8 @@ def evaluate_project(
                 got = project.read_cams(image_id, method) if method in rec.cam_methods else None
                 if got is None:
                     continue
-                acc = cam_acc.setdefault(method, _CamAccumulator(method, background, c, thresholds))
+                acc = cam_acc.setdefault(method, _CamAccumulator(method, background, c, thresholds,
+                                                                 _default_threshold(project)))
                 acc.add(got[0], got[1], gt)
     for stage, n in counts.items():
         if n:
