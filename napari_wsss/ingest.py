@@ -67,6 +67,7 @@ class IngestReport:
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     background_note: str = ""
+    labels: object = None  # napari_wsss.informativeness.LabelReport of the whole project
 
     @property
     def ok(self) -> bool:
@@ -80,6 +81,8 @@ class IngestReport:
         ]
         if self.background_note:
             lines.append(self.background_note)
+        if self.labels is not None and str(self.labels):
+            lines.append(str(self.labels))
         lines += [f"ERROR {e}" for e in self.errors] + [f"warning {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -136,6 +139,9 @@ def ingest_folder(project_or_path, images_dir, labels_csv=None, *, classes=None,
                                                 f"{', '.join(project.classes)}"))
     for image_id, (files, labels, where) in rows.items():
         _ingest_one(report, image_id, files, labels, where, update_labels)
+    from .informativeness import label_report
+
+    report.labels = label_report(project)
     return report
 
 

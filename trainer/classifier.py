@@ -169,8 +169,12 @@ class MeanAveragePrecision:
 
         s = np.concatenate(self.scores)[:, self.classes]
         t = np.concatenate(self.targets)[:, self.classes] > 0.5
-        aps = [average_precision_score(t[:, k], s[:, k]) for k in range(t.shape[1]) if t[:, k].any()]
-        return {"mAP": float(np.mean(aps)) if aps else float("nan"), "images": int(t.shape[0])}
+        per = {self.classes[k]: float(average_precision_score(t[:, k], s[:, k]))
+               for k in range(t.shape[1]) if t[:, k].any()}
+        aps = list(per.values())
+        # "AP": per class index, for the label-informativeness report (napari_wsss.informativeness)
+        return {"mAP": float(np.mean(aps)) if aps else float("nan"), "images": int(t.shape[0]),
+                "AP": {str(c): v for c, v in per.items()}}
 
 
 def save_classifier(project, net: Classifier) -> str:

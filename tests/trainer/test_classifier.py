@@ -164,6 +164,9 @@ def test_a_version_per_run_with_last_and_best_marked(tmp_path):
     best_epoch = 1 + max(range(3), key=lambda i: (maps[i], -i))  # the first epoch reaching the top mAP
     assert info["best"]["metric"] == "mAP" and info["best"]["epoch"] == best_epoch
     assert info["best"]["value"] == pytest.approx(max(maps))
+    # per-class AP (for the label-informativeness report): its mean is the mAP
+    ap = res.metrics["AP"]
+    assert set(ap) <= {"1", "2", "3"} and np.mean(list(ap.values())) == pytest.approx(res.metrics["mAP"])
     best = torch.load(project.latest_checkpoint("classifier", "best"), weights_only=True)
     last = torch.load(project.latest_checkpoint("classifier"), weights_only=True)
     assert best["epoch"] == best_epoch and last["epoch"] == 3
