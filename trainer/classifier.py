@@ -111,6 +111,19 @@ def _ordinary_classifier(source, cfg: ClassifierConfig, classes, resume: bool) -
     return load_classifier(path, "cpu", classes=classes)
 
 
+def _pixel_threshold(source, cfg: ClassifierConfig) -> float | None:
+    """The background threshold the pixel loss teaches (None: the raw-logit rule)."""
+    if cfg.pixel_background == "logit":
+        return None
+    if cfg.pixel_background != "threshold":
+        raise ValueError(f"classifier.pixel_background must be 'threshold' or 'logit', "
+                         f"got {cfg.pixel_background!r}")
+    if cfg.pixel_threshold is not None:
+        return float(cfg.pixel_threshold)
+    calibrated = (getattr(source, "read_calibration", lambda: None)() or {}).get("cam_threshold")
+    return float(calibrated) if isinstance(calibrated, (int, float)) else 0.5
+
+
 def build_classifier_stage(source: Source, cfg: ClassifierConfig, train_ids, val_ids, *, seed=0,
                            resume=False):
     """Model, training module, loss, datasets and parameter groups of the classifier stage."""
@@ -132,6 +145,7 @@ def build_classifier_stage(source: Source, cfg: ClassifierConfig, train_ids, val
     module = ClassifierModule(net, puzzle_pieces=cfg.puzzle_pieces, freeze_bn=cfg.freeze_bn)
     loss = ClassifierLoss(
         len(classes), background=bg, pixel_weight=cfg.pixel_weight,
+        pixel_threshold=_pixel_threshold(source, cfg) if bg is not None else None,
         puzzle_alpha=cfg.puzzle_alpha if cfg.puzzle_pieces else 0.0, puzzle_warmup=cfg.puzzle_warmup,
         oc=_ordinary_classifier(source, cfg, classes, resume) if cfg.occse else None,
         oc_alpha=cfg.occse_alpha, oc_warmup=cfg.occse_warmup,
