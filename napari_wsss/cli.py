@@ -37,7 +37,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                         "all; segmenter / explainer only where one is trained)")
     p.add_argument("--scales", default=None, help="TTA scales, e.g. 1,0.5,1.5,2 (default)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip TTA")
-    p.add_argument("--threshold", type=float, default=0.25,
+    p.add_argument("--threshold", type=float, default=PipelineConfig().cam_threshold,
                    help="background threshold on normalised CAMs (background projects)")
     p.add_argument("--max-side", type=int, default=None, help="resize long side for inference (0 = never)")
 

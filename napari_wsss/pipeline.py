@@ -19,13 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from . import cams as cam_engine
+from .conventions import CAM_THRESHOLD, REFINE_STAGES
 from .models import to_tensor
 from .refine.background import labels_from_scores, scores_with_background
 from .refine.crf import crf_refine
 from .refine.random_walk import build_affinity, random_walk_refine
 
 __all__ = [
-    "STAGES",
     "NO_BACKGROUND_CRF",
     "default_crf",
     "PipelineConfig",
@@ -37,8 +37,6 @@ __all__ = [
     "PrelabelReport",
 ]
 
-#: Proposal stages in the order they are computed (each may use the previous one).
-STAGES = ("cam", "crf", "rw", "segmenter", "explainer")
 #: ``PipelineConfig.method`` that takes the class maps from the trained Explainer.
 EXPLAINER = "explainer"
 
@@ -106,8 +104,8 @@ class PipelineConfig:
     scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
     merge: str = "sum"
-    refine: tuple[str, ...] = ("crf", "rw", "segmenter", "explainer")
-    cam_threshold: float = 0.25
+    refine: tuple[str, ...] = REFINE_STAGES
+    cam_threshold: float = CAM_THRESHOLD
     crf: dict = field(default_factory=dict)
     rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
     rw_input: str = "auto"
@@ -119,9 +117,9 @@ class PipelineConfig:
         if self.method not in cam_engine.METHODS and self.method != EXPLAINER:
             raise ValueError(f"unknown CAM method {self.method!r}; valid: "
                              f"{', '.join((*cam_engine.METHODS, EXPLAINER))}")
-        bad = [s for s in self.refine if s not in STAGES[1:]]
+        bad = [s for s in self.refine if s not in REFINE_STAGES]
         if bad:
-            raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(STAGES[1:])}")
+            raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(REFINE_STAGES)}")
         if self.rw_input not in ("auto", "crf", "cam"):
             raise ValueError(f"rw_input must be 'auto', 'crf' or 'cam', got {self.rw_input!r}")
         self.scales = tuple(float(s) for s in self.scales)

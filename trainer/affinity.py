@@ -21,13 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_wsss.conventions import IGNORE
 from napari_wsss.models.affinity import AffinityNet, affinity_loss_terms, pair_affinity
 from napari_wsss.pipeline import default_crf
 from napari_wsss.refine import AffinityTargets, confident_labels, downsample_labels, pair_targets
 
 from .checkpoint import CheckpointError
 from .config import AffinityConfig
-from .data import IGNORE, Source, corrections, stage_datasets
+from .data import Source, corrections, stage_datasets
 from .distributed import batch_share
 from .stage import (
     Stage,

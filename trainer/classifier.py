@@ -8,10 +8,11 @@ import numpy as np
 import torch
 from torch.nn.utils import parametrize
 
+from napari_wsss.conventions import IGNORE
 from napari_wsss.models import Classifier, get_spec
 
 from .config import ClassifierConfig
-from .data import IGNORE, Source, corrections, stage_datasets
+from .data import Source, corrections, stage_datasets
 from .losses import ClassifierLoss, apply_kernel_usage, merge_tiles, tile_images
 from .stage import (
     Stage,

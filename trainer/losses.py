@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .data import IGNORE
+from napari_wsss.conventions import IGNORE
 
 __all__ = [
     "multilabel_bce",

@@ -17,6 +17,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from napari_wsss.conventions import TRAINING_STAGES
+
 from .checkpoint import check_classes, read_checkpoint
 from .config import TrainConfig, config_to_dict, save_config
 from .data import EpochSampler, split_ids
@@ -27,7 +29,7 @@ from .stage import Stage, load_weights, open_project
 __all__ = ["fit", "train", "FitResult", "STAGES", "build_stage", "make_scheduler"]
 
 #: Stages in the order ``train(..., "all")`` runs them (the explainer needs only the classifier).
-STAGES = ("classifier", "explainer", "affinity", "segmenter")
+STAGES = TRAINING_STAGES
 
 
 @dataclass

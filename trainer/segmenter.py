@@ -7,11 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_wsss.conventions import IGNORE
 from napari_wsss.metrics import confusion_matrix, segmentation_scores
 from napari_wsss.models.transforms import to_tensor
 
 from .config import SegmenterConfig
-from .data import IGNORE, Source, corrections, stage_datasets
+from .data import Source, corrections, stage_datasets
 from .distributed import batch_share
 from .stage import (
     Stage,

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..conventions import IGNORE, IGNORE_PAINTED, MAX_CLASSES
+
 
 def default_device(device: torch.device | str | None = None) -> torch.device:
     """``device`` if given, else CUDA when available, else CPU."""
@@ -28,12 +30,13 @@ def check_scores(scores, name: str = "scores") -> np.ndarray:
 
 
 def check_classes(classes, n: int, name: str = "classes") -> np.ndarray:
-    """Class indices as an int64 vector of length ``n`` with values in ``0..254``."""
+    """Class indices as an int64 vector of length ``n`` with values in ``0..MAX_CLASSES-1``."""
     cls = np.asarray(classes, dtype=np.int64).reshape(-1)
     if cls.shape[0] != n:
         raise ValueError(f"{name}: {cls.shape[0]} class indices for {n} score slices")
-    if cls.size and (cls.min() < 0 or cls.max() > 254):
-        raise ValueError(f"{name}: class indices must be in 0..254 (255 is void), got {cls.tolist()}")
+    if cls.size and (cls.min() < 0 or cls.max() >= MAX_CLASSES):
+        raise ValueError(f"{name}: class indices must be in 0..{MAX_CLASSES - 1} "
+                         f"({IGNORE_PAINTED} and {IGNORE} are ignore values), got {cls.tolist()}")
     if len(set(cls.tolist())) != cls.size:
         raise ValueError(f"{name}: duplicate class indices {cls.tolist()}")
     return cls

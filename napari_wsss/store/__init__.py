@@ -8,10 +8,7 @@ from ._records import ImageRecord, Info, Status
 from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError
 from ._validate import (
     CHECKPOINT_STAGES,
-    IGNORE,
-    IGNORE_PAINTED,
     MASK_STAGES,
-    MAX_CLASSES,
     STATUSES,
     split_corrections,
 )
@@ -28,8 +25,5 @@ __all__ = [
     "MASK_STAGES",
     "CHECKPOINT_STAGES",
     "STATUSES",
-    "IGNORE",
-    "IGNORE_PAINTED",
-    "MAX_CLASSES",
     "split_corrections",
 ]
