@@ -71,8 +71,8 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_prelabel(args) -> int:
-    from .pipeline import Pipeline, checkpoint_version, prelabel
-    from .store import Project
+    from .pipeline import Pipeline, prelabel
+    from .store import Project, checkpoint_version
 
     rank, world = _distributed()
     project_path = Path(args.project)
@@ -87,7 +87,7 @@ def cmd_prelabel(args) -> int:
     project = Project.open(project_path)
     config = _pipeline_config(args)
     if args.checkpoint:
-        from trainer import load_classifier
+        from .models import load_classifier
 
         model = load_classifier(args.checkpoint, args.device, classes=project.classes)
         pipe = Pipeline(model, project.classes, project.background, config,

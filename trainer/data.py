@@ -26,8 +26,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from napari_wsss.conventions import IGNORE
-from napari_wsss.models.backbones import IMAGENET_MEAN
-from napari_wsss.models.transforms import to_rgb_float
+from napari_wsss.transforms import IMAGENET_MEAN, to_rgb_float
 from napari_wsss.store import split_corrections
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Small private helpers shared by the refinement modules (validation, resizing, devices)."""
+"""Small private helpers shared by the refinement modules (validation, resizing)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..conventions import IGNORE, IGNORE_PAINTED, MAX_CLASSES
-
-
-def default_device(device: torch.device | str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+from ..transforms import to_rgb_float
 
 
 def check_scores(scores, name: str = "scores") -> np.ndarray:
@@ -70,8 +64,6 @@ def image_to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.dtype == np.uint8 and img.ndim == 3 and img.shape[-1] == 3:
         return np.ascontiguousarray(img)
-    # Imported here: napari_wsss.models imports this package (AffinityNet), not vice versa.
-    from ..models.transforms import to_rgb_float
 
     rgb = to_rgb_float(img)
     return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))

@@ -3,6 +3,13 @@
 See ``docs/store.md`` for the on-disk layout and the atomic-write protocol.
 """
 
+from ._checkpoint_file import (
+    CheckpointError,
+    check_checkpoint_classes,
+    checkpoint_version,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 from ._project import Project, image_sha1
 from ._records import ImageRecord, Info, Status
 from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError
@@ -26,4 +33,9 @@ __all__ = [
     "CHECKPOINT_STAGES",
     "STATUSES",
     "split_corrections",
+    "CheckpointError",
+    "read_checkpoint",
+    "resolve_checkpoint",
+    "check_checkpoint_classes",
+    "checkpoint_version",
 ]
