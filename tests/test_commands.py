@@ -99,7 +99,7 @@ def test_pipeline_options_reach_the_config():
 
 
 def _save_segmentation_net(project, stage, config):
-    from trainer.segmenter import build_segmenter
+    from napari_wsss.models import build_segmenter
 
     net = build_segmenter("mobilenet_v2", len(project.classes), weights=None)
     return project.save_checkpoint(stage, dict(

@@ -78,7 +78,7 @@ def resize_to_rule(x: torch.Tensor, rule: ScaleRule | None) -> torch.Tensor:
 def model_input(image, device, rule: ScaleRule | None) -> torch.Tensor:
     """A stored image as a normalised ``(1, 3, h, w)`` tensor at the rule's scale: resized
     in ``[0, 1]`` before the ImageNet normalisation, in the trainer's order."""
-    from .transforms import normalize, to_rgb_float
+    from ..transforms import normalize, to_rgb_float
 
     rgb = torch.from_numpy(to_rgb_float(image)).permute(2, 0, 1)[None].to(device)
     return normalize(resize_to_rule(rgb, rule))

@@ -10,7 +10,7 @@ import torch
 from torchvision import tv_tensors
 
 from napari_wsss.models.scale import ScaleRule
-from napari_wsss.models.transforms import to_rgb_float
+from napari_wsss.transforms import to_rgb_float
 from napari_wsss.pipeline import Pipeline, PipelineConfig
 from trainer import DirectoryCheckpoints, fit, load_classifier, load_segmenter
 from trainer.data import build_transform
@@ -51,7 +51,7 @@ def _near_boundary(small: np.ndarray, shape) -> np.ndarray:
 
 
 def test_segmenter_predicts_the_same_mask_at_full_size_as_at_training_scale(tmp_path):
-    from trainer import predict_segmenter
+    from napari_wsss.models import predict_segmenter
 
     src = synthetic_source(4, size=2 * SIDE, masks=True, background=True)
     # enough steps to segment the blobs (a one-class mask would pass trivially; without the
@@ -95,7 +95,7 @@ def test_every_model_sees_the_image_at_its_training_scale(tmp_path):
 def test_affinity_and_explainer_inputs_follow_their_rule(attr):
     from napari_wsss.models import Classifier
     from napari_wsss.models.affinity import AffinityNet
-    from trainer.segmenter import build_segmenter
+    from napari_wsss.models import build_segmenter
 
     src = synthetic_source(1, size=2 * SIDE, background=True)
     torch.manual_seed(0)
