@@ -256,11 +256,10 @@ class Pipeline:
             segmenter, models["segmenter"] = load_segmenter(project, device), checkpoint_version(p)
         if (p := project.latest_checkpoint("explainer")) is not None:
             explains = _explained_classifier(p)
-            if classifier is None or _same_file(explains, classifier):
+            if classifier is None or explains == checkpoint_version(classifier):
                 explainer, models["explainer"] = load_explainer(project, device), checkpoint_version(p)
             else:
-                dropped["explainer"] = (f"{checkpoint_version(p)} explains classifier "
-                                        f"{checkpoint_version(explains) if explains else '?'}, not {path}")
+                dropped["explainer"] = f"{checkpoint_version(p)} explains classifier {explains or '?'}, not {path}"
         pipe = cls(model, project.classes, project.background, config,
                    model_version=checkpoint_version(path), affinity=affinity, segmenter=segmenter,
                    explainer=explainer, device=device)
@@ -439,19 +438,13 @@ class Pipeline:
         return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw).mask
 
 
-def _explained_classifier(explainer_path):
-    """The classifier checkpoint an Explainer checkpoint was trained against (or None)."""
+def _explained_classifier(explainer_path) -> str | None:
+    """The version of the classifier an Explainer checkpoint explains (or None)."""
     state = torch.load(explainer_path, map_location="cpu", weights_only=True)
-    return (state.get("config") or {}).get("explainer", {}).get("classifier_checkpoint")
-
-
-def _same_file(a, b) -> bool:
-    from pathlib import Path
-
-    try:
-        return a is not None and Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
+    if state.get("classifier_version"):
+        return state["classifier_version"]
+    path = (state.get("config") or {}).get("explainer", {}).get("classifier_checkpoint")
+    return checkpoint_version(path) if path else None
 
 
 def save_proposals(project, image_id: str, proposals: Proposals, *, status: bool = True) -> None:

@@ -16,8 +16,8 @@ __all__ = ["THRESHOLD_RULES", "DEFAULT_RULE", "threshold_by_rule", "image_thresh
 
 #: Rules for a background threshold without corrections. ``image-*`` rules give every image
 #: its own threshold from its own CAMs; the others one threshold from all the CAMs given.
-THRESHOLD_RULES = ("constant-0.25", "constant-0.5", "constant-0.7", "otsu", "image-otsu",
-                   "mean", "image-mean")
+THRESHOLD_RULES = ("constant-0.25", "constant-0.5", "constant-0.6", "constant-0.7", "constant-0.75",
+                   "constant-0.8", "otsu", "image-otsu", "image-otsu2", "mean", "image-mean")
 #: The rule used without corrections (``bench/calibrate.py``: see the README table).
 DEFAULT_RULE = "image-otsu"
 
@@ -49,6 +49,10 @@ def threshold_by_rule(rule: str, cams_list: Sequence[np.ndarray]) -> float:
     kind = rule.removeprefix("image-")
     if kind == "otsu":
         return _otsu(values)
+    if kind == "otsu2":  # the upper split of a two-level Otsu: Otsu again above the first one
+        first = _otsu(values)
+        above = values[values > first]
+        return _otsu(above) if above.size else first
     return float(values.mean()) if values.size else 0.5
 
 
