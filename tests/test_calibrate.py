@@ -90,3 +90,18 @@ def test_a_refinement_that_lowers_quality_on_corrections_is_off_by_default(tmp_p
     assert "crf" in kept.config.refine  # the user's explicit choice stands
     report = prelabel(project, pipeline=pipe, calibrate=False, progress=False)
     assert report.done and "crf" not in project.mask_stages("im0")
+
+
+def test_two_level_otsu_separates_objects_from_their_halo():
+    """CAMs spread beyond the object (the halo measured on the shapes sample): a single Otsu
+    split falls between background and halo, the two-level rule between halo and object."""
+    from napari_wsss.refine.threshold import threshold_by_rule
+
+    cam = np.full((1, 40, 40), 0.1, np.float32)
+    cam[0, 5:35, 5:35] = 0.5   # halo
+    cam[0, 15:25, 15:25] = 0.9  # object
+    one, two = threshold_by_rule("image-otsu", [cam]), threshold_by_rule("image-otsu2", [cam])
+    assert 0.1 <= one < 0.5 <= two < 0.9
+    assert threshold_by_rule("constant-0.7", [cam]) == 0.7
+    with pytest.raises(ValueError, match="unknown threshold rule 'median'"):
+        threshold_by_rule("median", [cam])

@@ -185,4 +185,6 @@ def test_sweep_says_how_far_the_default_threshold_is_from_the_best(withbg):
     # without a calibration the default is the per-image rule, scored image by image
     project.write_calibration({})
     res = evaluate_project(project, gt_dir, thresholds=thresholds).cams["cam"]
-    assert res.default_threshold == "image-otsu" and 0.0 <= res.default_miou <= 1.0
+    from napari_wsss.refine.threshold import DEFAULT_RULE
+
+    assert res.default_threshold == DEFAULT_RULE and 0.0 <= res.default_miou <= 1.0
