@@ -481,7 +481,9 @@ def calibrate_project(project, pipeline: Pipeline, *, write: bool = True) -> dic
     from .calibrate import _corrected, choose_defaults
 
     corrected = _corrected(project)
-    key = {"models": dict(pipeline.models),
+    from .refine.threshold import DEFAULT_RULE
+
+    key = {"models": dict(pipeline.models), "rule": DEFAULT_RULE,
            "corrections": [[iid, int((lab != 255).sum())] for iid, lab in corrected]}
     stored = project.read_calibration()
     if stored is not None and stored.get("key") == key:

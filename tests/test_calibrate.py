@@ -105,3 +105,18 @@ def test_two_level_otsu_separates_objects_from_their_halo():
     assert threshold_by_rule("constant-0.7", [cam]) == 0.7
     with pytest.raises(ValueError, match="unknown threshold rule 'median'"):
         threshold_by_rule("median", [cam])
+
+
+def test_prelabel_calibrates_once_per_models_and_corrections(tmp_path):
+    from napari_wsss.pipeline import calibrate_project
+
+    project = _project(tmp_path / "p.zarr", n=5, corrected=3)
+    pipe = _pipeline(project)
+    first = calibrate_project(project, pipe)
+    assert first["evidence"]["corrected_images"] == 3 and project.read_calibration()["key"] == first["key"]
+    again = calibrate_project(project, pipe)
+    assert again["time"] == project.read_calibration()["time"]  # the stored one, not recomputed
+    truth = np.asarray(project.read_corrections("im0"))
+    project.write_corrections("im3", truth)  # a new corrected image: chosen again
+    third = calibrate_project(project, pipe)
+    assert third["evidence"]["corrected_images"] == 4 and third["key"] != first["key"]
