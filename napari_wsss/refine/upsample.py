@@ -1,0 +1,253 @@
+"""Working-resolution <-> full-resolution resampling for big images, in bounded memory.
+
+Refinement (dense CRF, random walk) runs at a *working resolution*; its class scores are
+brought back to the full image by an edge-aware upsampler guided by the full-resolution
+image, so mask boundaries follow the image's edges instead of the blocky / blurry boundary
+of plain bilinear upsampling.
+
+The upsampler is the *fast guided filter* (He & Sun, "Fast Guided Filter", arXiv 1505.00996,
+2015) with a colour guide (He, Sun & Tang, "Guided Image Filtering", TPAMI 2013, Eqs. 19-21):
+at the scores' resolution each class score ``p`` is modelled in every ``(2r+1)^2`` window as
+a linear function of the colour guide, ``p ~ a . I + b`` (``a`` from the window's colour
+covariance regularised by ``eps``, ``b`` the rest), the window-averaged ``a, b`` are
+upsampled bilinearly, and the full-resolution output is ``a . I_full + b``: where a score
+edge sits on a colour edge, the output steps exactly at the full-resolution colour edge.
+
+Every full-resolution step runs in tiles (``tile x tile`` pixels at a time), so memory beyond
+the input and output arrays is ``O(tile^2 K)``: :func:`upsample_labels` of a 144 Mpx image
+never holds a full-size float array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._utils import check_classes, check_scores, image_to_uint8_rgb
+
+__all__ = ["area_downsample", "edge_aware_upsample", "upsample_labels", "working_shape"]
+
+#: Default box radius (in score pixels) and regulariser (colours in [0, 1]) of the guided
+#: filter; chosen with ``bench/pipeline.py --edges`` (boundary F-score on a photo).
+RADIUS = 2
+EPS = 1e-3
+#: Side of the full-resolution tiles.
+TILE = 1024
+
+
+def working_shape(h: int, w: int, max_side: int | None) -> tuple[int, int]:
+    """``(h, w)`` shrunk so its long side is at most ``max_side`` (unchanged if it already
+    is, or if ``max_side`` is ``None``); rounded as the pipeline's inference size is."""
+    if not max_side or max(h, w) <= max_side:
+        return int(h), int(w)
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def area_downsample(image: np.ndarray, shape: tuple[int, int], *, band: int = 256) -> np.ndarray:
+    """Area-average an image to ``shape`` as uint8 RGB, in bounded memory.
+
+    The same pixel bins as ``F.interpolate(mode="area")`` (adaptive average pooling), done
+    separably over bands of ``band`` columns, so only ``H x band`` floats are held at once
+    (not the full image as floats).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        Any dtype :func:`napari_wsss.models.to_rgb_float` takes (converted to uint8 RGB first;
+        uint8 RGB is not copied).
+    shape : (h, w)
+        Output size, at most the image's.
+
+    Returns
+    -------
+    ndarray, shape (h, w, 3), uint8
+    """
+    rgb = image_to_uint8_rgb(image)
+    return np.clip(np.rint(_area_float(rgb, shape, band)), 0, 255).astype(np.uint8)
+
+
+def _area_float(rgb: np.ndarray, shape: tuple[int, int], band: int = 256) -> np.ndarray:
+    """:func:`area_downsample` of uint8 RGB without the final rounding: ``(h, w, 3)`` float32."""
+    big_h, big_w = rgb.shape[:2]
+    h, w = int(shape[0]), int(shape[1])
+    if h > big_h or w > big_w or h < 1 or w < 1:
+        raise ValueError(f"area_downsample: cannot shrink {(big_h, big_w)} to {(h, w)}")
+    rows = np.empty((h, big_w, 3), np.float32)
+    for x0 in range(0, big_w, band):
+        x1 = min(big_w, x0 + band)
+        cols = torch.from_numpy(np.ascontiguousarray(rgb[:, x0:x1])).reshape(big_h, -1).T.float()
+        pooled = F.adaptive_avg_pool1d(cols[None], h)[0]  # (bw * 3, h)
+        rows[:, x0:x1] = pooled.T.reshape(h, x1 - x0, 3).numpy()
+    t = torch.from_numpy(rows).permute(0, 2, 1).reshape(1, h * 3, big_w)
+    return F.adaptive_avg_pool1d(t, w)[0].reshape(h, 3, w).permute(0, 2, 1).contiguous().numpy()
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over the ``(2r+1)^2`` window of each pixel, clipped at the borders: ``(C, h, w)``."""
+    return F.avg_pool2d(x[None], 2 * r + 1, stride=1, padding=r, count_include_pad=False)[0]
+
+
+def _guided_coefficients(scores: np.ndarray, guide: np.ndarray, radius: int, eps: float) -> torch.Tensor:
+    """Window-averaged guided-filter coefficients ``(K, 4, h, w)``: ``a`` (3 colours) then ``b``.
+
+    ``scores`` ``(K, h, w)``; ``guide`` ``(h, w, 3)`` in ``[0, 1]``. He et al. 2013, Eq. 19-21;
+    the window radius is clipped so the window fits the image.
+    """
+    r = max(0, min(int(radius), (min(scores.shape[1:]) - 1) // 2))
+    p = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float64))
+    g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float64)).permute(2, 0, 1)
+    k, h, w = p.shape
+    mean_i = _box(g, r)  # (3, h, w)
+    mean_p = _box(p, r)  # (K, h, w)
+    corr_ip = _box((g[None] * p[:, None]).reshape(k * 3, h, w), r).reshape(k, 3, h, w)
+    cov_ip = corr_ip - mean_i[None] * mean_p[:, None]
+    gg = (g[:, None] * g[None]).reshape(9, h, w)
+    var_i = (_box(gg, r).reshape(3, 3, h, w) - mean_i[:, None] * mean_i[None])
+    sigma = var_i.permute(2, 3, 0, 1) + eps * torch.eye(3, dtype=var_i.dtype)  # (h, w, 3, 3)
+    a = torch.linalg.solve(sigma, cov_ip.permute(2, 3, 1, 0))  # (h, w, 3, K)
+    a = a.permute(3, 2, 0, 1)  # (K, 3, h, w)
+    b = mean_p - (a * mean_i[None]).sum(1)
+    coef = torch.cat([a, b[:, None]], 1).reshape(k * 4, h, w)
+    return _box(coef, r).reshape(k, 4, h, w).float()
+
+
+def _lerp_axis(t: torch.Tensor, dim: int, out_size: int, start: int, stop: int) -> torch.Tensor:
+    """Rows (or columns) ``start:stop`` of ``t`` bilinearly resized along ``dim`` to
+    ``out_size``, with ``F.interpolate(..., align_corners=False)``'s sampling."""
+    n = t.shape[dim]
+    if n == out_size:
+        return t.narrow(dim, start, stop - start)
+    src = ((torch.arange(start, stop, dtype=torch.float64) + 0.5) * (n / out_size) - 0.5).clamp_min(0.0)
+    i0 = src.floor().long().clamp_max(n - 1)
+    i1 = (i0 + 1).clamp_max(n - 1)
+    lam = (src - i0).float()
+    shape = [1] * t.ndim
+    shape[dim] = -1
+    lam = lam.view(shape)
+    return t.index_select(dim, i0) * (1 - lam) + t.index_select(dim, i1) * lam
+
+
+def _tiles(h: int, w: int, tile: int):
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            yield slice(y0, min(h, y0 + tile)), slice(x0, min(w, x0 + tile))
+
+
+def _prepare(scores, image, shape, radius, eps):
+    """Checked scores and what :func:`_tile_scores` needs: ``(coef (K, 4, h, w) or None,
+    low-res scores tensor, full uint8 RGB or None, (H, W))``."""
+    sc = check_scores(scores)
+    if image is None:
+        if shape is None:
+            raise ValueError("give the full-resolution image (edge-aware) or an output shape (bilinear)")
+        return None, torch.from_numpy(sc), None, (int(shape[0]), int(shape[1]))
+    rgb = image_to_uint8_rgb(image)
+    big = rgb.shape[:2]
+    if shape is not None and tuple(shape) != big:
+        raise ValueError(f"output shape {tuple(shape)} != image shape {big}")
+    if sc.shape[1] > big[0] or sc.shape[2] > big[1]:
+        raise ValueError(f"scores {sc.shape[1:]} are larger than the image {big}: nothing to upsample")
+    if eps <= 0:
+        raise ValueError(f"eps must be positive, got {eps}")
+    guide = _area_float(rgb, sc.shape[1:]) / 255.0
+    return _guided_coefficients(sc, guide, radius, eps), None, rgb, big
+
+
+def _tile_scores(coef, low, rgb, big, ys: slice, xs: slice) -> torch.Tensor:
+    """Upsampled scores ``(K, ty, tx)`` float32 of one full-resolution tile."""
+    src = coef.reshape(-1, *coef.shape[2:]) if coef is not None else low
+    part = _lerp_axis(src, 1, big[0], ys.start, ys.stop)
+    part = _lerp_axis(part, 2, big[1], xs.start, xs.stop)
+    if coef is None:
+        return part
+    k = coef.shape[0]
+    part = part.reshape(k, 4, *part.shape[1:])
+    guide = torch.from_numpy(np.ascontiguousarray(rgb[ys, xs])).permute(2, 0, 1).float() / 255.0
+    return (part[:, :3] * guide[None]).sum(1) + part[:, 3]
+
+
+def edge_aware_upsample(
+    scores,
+    image: np.ndarray,
+    *,
+    radius: int = RADIUS,
+    eps: float = EPS,
+    tile: int = TILE,
+) -> np.ndarray:
+    """Upsample per-class scores to the image's size along the image's edges.
+
+    Parameters
+    ----------
+    scores : array, shape (K, h, w)
+        Class scores (probabilities, CAMs, ...) at a working resolution covering the whole
+        image (the pixel grids aligned as ``F.interpolate(align_corners=False)`` aligns them).
+    image : ndarray, shape (H, W) or (H, W, C), H >= h, W >= w
+        The full-resolution image, the guide (converted to uint8 RGB; area-averaged to the
+        scores' grid for the low-resolution fit).
+    radius : int
+        Window radius of the guided filter, in score pixels (clipped to the score size).
+    eps : float
+        Regulariser (colours scaled to ``[0, 1]``): smaller follows weaker colour edges,
+        larger tends to plain bilinear upsampling.
+    tile : int
+        Side of the full-resolution tiles computed at once (memory ``~ 20 K tile^2`` bytes).
+
+    Returns
+    -------
+    ndarray, shape (K, H, W), float32
+        The upsampled scores. They are a local linear function of the colours, so they
+        may overshoot the input range slightly near edges (not renormalised); the arg-max
+        over ``K`` is the edge-aware label map (:func:`upsample_labels` gives it without the
+        full-size float array).
+    """
+    coef, low, rgb, big = _prepare(scores, image, None, radius, eps)
+    k = coef.shape[0]
+    out = np.empty((k, *big), np.float32)
+    for ys, xs in _tiles(*big, int(tile)):
+        out[:, ys, xs] = _tile_scores(coef, low, rgb, big, ys, xs).numpy()
+    return out
+
+
+def upsample_labels(
+    scores,
+    classes,
+    image: np.ndarray | None = None,
+    *,
+    shape: tuple[int, int] | None = None,
+    radius: int = RADIUS,
+    eps: float = EPS,
+    tile: int = TILE,
+) -> np.ndarray:
+    """Full-resolution label map of working-resolution scores, tile by tile.
+
+    The arg-max over classes of :func:`edge_aware_upsample` when ``image`` is given, of the
+    bilinearly upsampled scores (``F.interpolate(align_corners=False)``) to ``shape``
+    otherwise. Ties go to the first slice, as in
+    :func:`~napari_wsss.refine.background.labels_from_scores`.
+
+    Parameters
+    ----------
+    scores : array, shape (K, h, w)
+    classes : sequence of int, length K
+        Project class index of each slice.
+    image : ndarray, shape (H, W[, C]), optional
+        The guide of the edge-aware upsampling.
+    shape : (H, W), optional
+        Output size without a guide (bilinear); must match the image when both are given.
+    radius, eps, tile
+        See :func:`edge_aware_upsample`.
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint8
+        Project class indices.
+    """
+    coef, low, rgb, big = _prepare(scores, image, shape, radius, eps)
+    k = coef.shape[0] if coef is not None else low.shape[0]
+    lut = torch.from_numpy(check_classes(classes, k).astype(np.uint8))
+    out = np.empty(big, np.uint8)
+    for ys, xs in _tiles(*big, int(tile)):
+        out[ys, xs] = lut[_tile_scores(coef, low, rgb, big, ys, xs).argmax(0)].numpy()
+    return out
