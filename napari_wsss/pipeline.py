@@ -23,6 +23,7 @@ from .models import to_tensor
 from .refine.background import labels_from_scores, scores_with_background
 from .refine.crf import crf_refine
 from .refine.random_walk import build_affinity, random_walk_refine
+from .refine.upsample import area_downsample, upsample_labels, working_shape
 
 __all__ = [
     "STAGES",
@@ -94,6 +95,18 @@ class PipelineConfig:
     max_side : int or None
         Inference resizes the image so its long side is at most this (masks come back
         at full size).
+    refine_max_side : int or None
+        Working resolution of images whose long side is longer: CAMs, CRF, random walk,
+        segmenter and Explainer run on the image area-averaged to this long side, the CAMs
+        are stored at that size, and the masks come back at full size, the ``crf`` and
+        ``rw`` ones along the image's edges (:func:`napari_wsss.refine.upsample_labels`
+        guided by the full image), the others bilinearly. Memory and time then stop
+        growing with the image beyond the full-size masks (``bench/pipeline.py --big``:
+        a 144 Mpx image in under 3 GB). Images at or below it are refined at full
+        resolution, as without the option. ``None``: always full resolution.
+    upsample : dict
+        ``radius`` and ``eps`` of the edge-aware upsampling
+        (:func:`napari_wsss.refine.edge_aware_upsample`).
     min_side : int or None
         Inference enlarges smaller images so their short side is at least this (match
         the classifier's training scale: a 128 px image trained at 224 px crops).
@@ -113,6 +126,8 @@ class PipelineConfig:
     rw_input: str = "auto"
     max_side: int | None = 512
     min_side: int | None = None
+    refine_max_side: int | None = 1024
+    upsample: dict = field(default_factory=dict)
     explainer_threshold: float = 0.5
 
     def __post_init__(self):
@@ -137,8 +152,9 @@ class Proposals:
 
     Attributes
     ----------
-    cams : ndarray, shape (K, H, W), float32
-        CAMs of the image's labels, normalised to ``[0, 1]``, at image size.
+    cams : ndarray, shape (K, h, w), float32
+        CAMs of the image's labels, normalised to ``[0, 1]``, at image size, or at the
+        working size of an image larger than ``PipelineConfig.refine_max_side``.
     cam_classes : ndarray, shape (K,), int64
     masks : dict of str -> ndarray (H, W) uint8
         By stage (``cam``, ``crf``, ``rw``, ``segmenter``, ``explainer``), project class indices.
@@ -242,13 +258,22 @@ class Pipeline:
             scale = self.config.min_side / min(h, w)
         return round(h * scale), round(w * scale)
 
+    def working_image(self, image: np.ndarray) -> np.ndarray:
+        """``image`` itself, or its area average (uint8 RGB) at the working size when its
+        long side exceeds ``config.refine_max_side``."""
+        image = np.asarray(image)
+        size = working_shape(*image.shape[:2], self.config.refine_max_side)
+        return image if size == image.shape[:2] else area_downsample(image, size)
+
     def cams(self, image: np.ndarray, labels: Sequence[int]) -> np.ndarray:
-        """Normalised CAMs ``(K, H, W)`` of ``labels`` at image size (TTA as configured); the
-        Explainer's masks with ``method="explainer"``."""
+        """Normalised CAMs ``(K, h, w)`` of ``labels`` (TTA as configured); the Explainer's
+        masks with ``method="explainer"``. At image size, or at the working size of an image
+        larger than ``config.refine_max_side`` (:meth:`working_image`)."""
         return self.cams_batch([image], [labels])[0]
 
     def cams_batch(self, images: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """:meth:`cams` of several images: images of the same size share one batched pass."""
+        images = [self.working_image(image) for image in images]
         if self.config.method == EXPLAINER:
             return [self._explainer_maps(np.asarray(image), lab) for image, lab in zip(images, labels)]
         out: list[np.ndarray | None] = [None] * len(images)
@@ -303,13 +328,16 @@ class Pipeline:
         image, labels = self._inputs(image, labels)
         note = progress or (lambda stage: None)
         note("cam")
-        return self._proposals(image, labels, self.cams(image, labels), note)
+        work = self.working_image(image)
+        return self._proposals(image, labels, self.cams(work, labels), note, work)
 
     def run_batch(self, images: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> list[Proposals]:
         """:meth:`run` for several images: batched CAMs (:meth:`cams_batch`), refinement per image."""
         pairs = [self._inputs(image, lab) for image, lab in zip(images, labels)]
-        cams = self.cams_batch([p[0] for p in pairs], [p[1] for p in pairs])
-        return [self._proposals(image, lab, c, lambda stage: None) for (image, lab), c in zip(pairs, cams)]
+        works = [self.working_image(p[0]) for p in pairs]
+        cams = self.cams_batch(works, [p[1] for p in pairs])
+        return [self._proposals(image, lab, c, lambda stage: None, work)
+                for (image, lab), c, work in zip(pairs, cams, works)]
 
     @property
     def crf_kwargs(self) -> dict:
@@ -324,37 +352,42 @@ class Pipeline:
         return "cam" if self.background is None else "crf"
 
     def _proposals(self, image: np.ndarray, labels: np.ndarray, cams: np.ndarray,
-                   note: Callable[[str], None]) -> Proposals:
+                   note: Callable[[str], None], work: np.ndarray | None = None) -> Proposals:
+        """Every stage on ``work`` (the :meth:`working_image`, default ``image``), whose size
+        the CAMs have; the masks at ``image``'s size (:func:`_full_size_mask`)."""
         cfg = self.config
+        full = _full_size_mask(image, work, cfg.upsample)
+        image = image if work is None else work
         bg_kw = dict(background=self.background, bg_method="threshold", threshold=cfg.cam_threshold)
         scores, cls = scores_with_background(cams, labels, background=self.background,
                                              method="threshold", threshold=cfg.cam_threshold)
-        masks = {"cam": labels_from_scores(scores, cls)}
+        masks = {"cam": full(scores, cls)}
         walk_from = scores
         if "crf" in cfg.refine:
             note("crf")
             res = crf_refine(image, cams, labels, **bg_kw, **self.crf_kwargs)
-            masks["crf"] = res.mask
+            masks["crf"] = full(res.scores, res.classes, mask=res.mask, edges=True)
             if self.rw_input == "crf":
                 walk_from = res.scores
         if "rw" in cfg.refine:
             note("rw")
-            masks["rw"] = self._random_walk(image, walk_from, cls)
+            res = self._random_walk(image, walk_from, cls)
+            masks["rw"] = full(res.scores, res.classes, mask=res.mask, edges=True)
         if "segmenter" in cfg.refine and self.segmenter is not None:
             note("segmenter")
             from trainer import predict_segmenter
 
-            masks["segmenter"] = predict_segmenter(self.segmenter, image, labels=labels.tolist(),
-                                                   background=self.background)
+            seg = predict_segmenter(self.segmenter, image, labels=labels.tolist(), background=self.background)
+            masks["segmenter"] = full(None, None, mask=seg)
         if "explainer" in cfg.refine and self.explainer is not None:
             note("explainer")
             maps = cams if cfg.method == EXPLAINER else self._explainer_maps(image, labels)
-            masks["explainer"] = labels_from_scores(*scores_with_background(
+            masks["explainer"] = full(*scores_with_background(
                 maps, labels, background=self.background, method="threshold",
                 threshold=cfg.explainer_threshold))
         return Proposals(cams, labels, masks, self.model_version, cfg.method)
 
-    def _random_walk(self, image: np.ndarray, scores: np.ndarray, cls: np.ndarray) -> np.ndarray:
+    def _random_walk(self, image: np.ndarray, scores: np.ndarray, cls: np.ndarray):
         rw = dict(self.config.rw)
         stride = int(rw.pop("stride", 4))
         radius = int(rw.pop("radius", 5))
@@ -365,7 +398,34 @@ class Pipeline:
             grid = (max(1, round(h / stride)), max(1, round(w / stride)))
             graph = build_affinity(image, shape=grid, radius=radius)
         # Scores already hold the background slice (if any): walk them as they are.
-        return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw).mask
+        return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw)
+
+
+def _full_size_mask(image: np.ndarray, work: np.ndarray | None, upsample: dict):
+    """``full(scores, classes, *, mask=None, edges=False)``: the ``(H, W)`` uint8 mask of
+    working-resolution scores (``None``: the indicator maps of ``mask``) at ``image``'s size.
+
+    When the work is the image itself, the arg-max (or ``mask``, when the stage made one) as
+    before; else :func:`~napari_wsss.refine.upsample.upsample_labels`, tile by tile, guided by
+    the full image when ``edges`` (bilinear otherwise)."""
+    same = work is None or work.shape[:2] == image.shape[:2]
+
+    def full(scores, classes, *, mask=None, edges=False):
+        if same:
+            return mask if mask is not None else labels_from_scores(scores, classes)
+        if scores is None:
+            scores, classes = _one_hot(mask)
+        if edges:
+            return upsample_labels(scores, classes, image, **upsample)
+        return upsample_labels(scores, classes, shape=image.shape[:2])
+
+    return full
+
+
+def _one_hot(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indicator scores ``(K, h, w)`` float32 and the classes ``(K,)`` of a label map."""
+    classes = np.unique(mask)
+    return (mask[None] == classes[:, None, None]).astype(np.float32), classes.astype(np.int64)
 
 
 def checkpoint_version(path) -> str:
