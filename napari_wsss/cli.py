@@ -22,6 +22,8 @@ def _pipeline_config(args):
         kw["flip"] = False
     if args.max_side is not None:
         kw["max_side"] = args.max_side or None
+    if args.refine_max_side is not None:
+        kw["refine_max_side"] = args.refine_max_side or None
     return PipelineConfig(**kw)
 
 
@@ -40,6 +42,10 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.25,
                    help="background threshold on normalised CAMs (background projects)")
     p.add_argument("--max-side", type=int, default=None, help="resize long side for inference (0 = never)")
+    p.add_argument("--refine-max-side", type=int, default=None,
+                   help="working resolution (long side) of bigger images: refine there, upsample the "
+                        f"masks along the image's edges (default {PipelineConfig().refine_max_side}; "
+                        "0 = always full resolution)")
 
 
 def _distributed() -> tuple[int, int]:

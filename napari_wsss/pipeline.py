@@ -463,6 +463,28 @@ class PrelabelReport:
         return "\n".join(lines)
 
 
+#: Pixel budget of a prelabel batch (beyond its first image): four 2000 x 2000 images.
+BATCH_PIXELS = 16_000_000
+
+
+def _batches(project, ids: Sequence[str], batch_size: int):
+    """``ids`` in runs of at most ``batch_size`` images and :data:`BATCH_PIXELS` pixels."""
+    batch: list[str] = []
+    pixels = 0
+    for image_id in ids:
+        try:
+            n = int(np.prod(project.image_shape(image_id)))
+        except Exception:  # noqa: BLE001 - a broken image is reported when it is read
+            n = 0
+        if batch and (len(batch) == batch_size or pixels + n > BATCH_PIXELS):
+            yield batch
+            batch, pixels = [], 0
+        batch.append(image_id)
+        pixels += n
+    if batch:
+        yield batch
+
+
 def _is_done(project, image_id: str, pipeline: Pipeline) -> bool:
     st = project.status(image_id)
     if st.status == "new" or st.model_version != pipeline.model_version:
@@ -493,7 +515,8 @@ def prelabel(
     the rest done (a batch that fails is redone image by image, so one broken image
     costs no other). Under ``torchrun`` each rank takes the images
     ``ids[rank::world_size]``, so every image is done by exactly one process. Memory
-    stays flat: one batch at a time is in memory.
+    stays flat: one batch at a time is in memory, and a batch of big images holds at most
+    :data:`BATCH_PIXELS` pixels beyond its first image.
     """
     from tqdm.auto import tqdm
 
@@ -513,9 +536,9 @@ def prelabel(
             bar.update(1)
         else:
             todo.append(image_id)
-    for start in range(0, len(todo), batch_size):
+    for ids_in_batch in _batches(project, todo, batch_size):
         batch = []
-        for image_id in todo[start:start + batch_size]:
+        for image_id in ids_in_batch:
             try:
                 batch.append((image_id, project.image(image_id), project.image_labels(image_id)))
             except Exception as e:  # noqa: BLE001 - a batch goes on past a broken image

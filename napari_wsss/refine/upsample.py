@@ -93,24 +93,27 @@ def _guided_coefficients(scores: np.ndarray, guide: np.ndarray, radius: int, eps
     """Window-averaged guided-filter coefficients ``(K, 4, h, w)``: ``a`` (3 colours) then ``b``.
 
     ``scores`` ``(K, h, w)``; ``guide`` ``(h, w, 3)`` in ``[0, 1]``. He et al. 2013, Eq. 19-21;
-    the window radius is clipped so the window fits the image.
+    the window radius is clipped so the window fits the image. One class at a time, so the
+    temporaries are a few ``(9, h, w)`` arrays whatever ``K``.
     """
     r = max(0, min(int(radius), (min(scores.shape[1:]) - 1) // 2))
-    p = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float64))
-    g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float64)).permute(2, 0, 1)
-    k, h, w = p.shape
+    g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float32)).permute(2, 0, 1)
+    h, w = g.shape[1:]
     mean_i = _box(g, r)  # (3, h, w)
-    mean_p = _box(p, r)  # (K, h, w)
-    corr_ip = _box((g[None] * p[:, None]).reshape(k * 3, h, w), r).reshape(k, 3, h, w)
-    cov_ip = corr_ip - mean_i[None] * mean_p[:, None]
     gg = (g[:, None] * g[None]).reshape(9, h, w)
-    var_i = (_box(gg, r).reshape(3, 3, h, w) - mean_i[:, None] * mean_i[None])
-    sigma = var_i.permute(2, 3, 0, 1) + eps * torch.eye(3, dtype=var_i.dtype)  # (h, w, 3, 3)
-    a = torch.linalg.solve(sigma, cov_ip.permute(2, 3, 1, 0))  # (h, w, 3, K)
-    a = a.permute(3, 2, 0, 1)  # (K, 3, h, w)
-    b = mean_p - (a * mean_i[None]).sum(1)
-    coef = torch.cat([a, b[:, None]], 1).reshape(k * 4, h, w)
-    return _box(coef, r).reshape(k, 4, h, w).float()
+    var_i = _box(gg, r).reshape(3, 3, h, w) - mean_i[:, None] * mean_i[None]
+    del gg
+    inv = torch.linalg.inv(var_i.permute(2, 3, 0, 1) + eps * torch.eye(3))  # (h, w, 3, 3)
+    del var_i
+    coef = torch.empty((scores.shape[0], 4, h, w), dtype=torch.float32)
+    for k, score in enumerate(scores):
+        p = torch.from_numpy(np.ascontiguousarray(score, dtype=np.float32))[None]  # (1, h, w)
+        stats = _box(torch.cat([p, g * p]), r)  # mean_p, corr_ip (3)
+        cov_ip = stats[1:] - mean_i * stats[:1]
+        a = torch.einsum("hwij,jhw->ihw", inv, cov_ip)
+        b = stats[0] - (a * mean_i).sum(0)
+        coef[k] = _box(torch.cat([a, b[None]]), r)
+    return coef
 
 
 def _taps(n: int, out_size: int, start: int, stop: int):
