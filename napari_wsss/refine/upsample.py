@@ -85,8 +85,21 @@ def _area_float(rgb: np.ndarray, shape: tuple[int, int], band: int = 256) -> np.
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over the ``(2r+1)^2`` window of each pixel, clipped at the borders: ``(C, h, w)``."""
-    return F.avg_pool2d(x[None], 2 * r + 1, stride=1, padding=r, count_include_pad=False)[0]
+    """Mean over the ``(2r+1)^2`` window of each pixel, clipped at the borders: ``(C, h, w)``.
+
+    Separable (the clipped window is a rectangle: its mean is the mean of row means), each
+    pass a sum of ``2r + 1`` shifted slices over the count of in-image pixels; the same
+    values as ``avg_pool2d(..., count_include_pad=False)``, faster on CPU."""
+    for dim in (2, 1):
+        n = x.shape[dim]
+        padded = F.pad(x, (r, r) if dim == 2 else (0, 0, r, r))
+        total = padded.narrow(dim, 0, n).clone()
+        for k in range(1, 2 * r + 1):
+            total += padded.narrow(dim, k, n)
+        i = torch.arange(n)
+        count = ((i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1).to(x.dtype)
+        x = total / count.view([-1 if d == dim else 1 for d in range(3)])
+    return x
 
 
 def _guided_coefficients(scores: np.ndarray, guide: np.ndarray, radius: int, eps: float) -> torch.Tensor:
@@ -116,25 +129,16 @@ def _guided_coefficients(scores: np.ndarray, guide: np.ndarray, radius: int, eps
     return coef
 
 
-def _taps(n: int, out_size: int, start: int, stop: int):
-    """Source indices ``i0, i1`` and weight of ``i1`` of outputs ``start:stop`` when ``n``
-    samples are bilinearly resized to ``out_size`` (``F.interpolate(align_corners=False)``)."""
-    src = ((torch.arange(start, stop, dtype=torch.float64) + 0.5) * (n / out_size) - 0.5).clamp_min(0.0)
-    i0 = src.floor().long().clamp_max(n - 1)
-    return i0, (i0 + 1).clamp_max(n - 1), (src - i0).float()
-
-
 def _bilinear_tile(src: torch.Tensor, big: tuple[int, int], ys: slice, xs: slice) -> torch.Tensor:
     """The tile ``ys, xs`` of ``src`` ``(C, h, w)`` bilinearly resized to ``big``: ``(C, ty, tx)``.
 
-    Columns first on the few source rows the tile needs, then rows (contiguous row copies):
-    the same value for a pixel whatever the tiling."""
-    r0, r1, ly = _taps(src.shape[1], big[0], ys.start, ys.stop)
-    c0, c1, lx = _taps(src.shape[2], big[1], xs.start, xs.stop)
-    lo = int(r0.min())
-    band = src[:, lo:int(r1.max()) + 1]
-    cols = torch.lerp(band.index_select(2, c0), band.index_select(2, c1), lx)
-    return torch.lerp(cols.index_select(1, r0 - lo), cols.index_select(1, r1 - lo), ly[:, None])
+    ``grid_sample`` at the pixel centres ``F.interpolate(align_corners=False)`` samples
+    (``border`` padding is its clamping); each pixel's position is computed from its own
+    index, so the value does not depend on the tiling."""
+    gy = (2.0 * (torch.arange(ys.start, ys.stop, dtype=torch.float64) + 0.5) / big[0] - 1.0).float()
+    gx = (2.0 * (torch.arange(xs.start, xs.stop, dtype=torch.float64) + 0.5) / big[1] - 1.0).float()
+    grid = torch.stack([gx[None].expand(len(gy), -1), gy[:, None].expand(-1, len(gx))], -1)[None]
+    return F.grid_sample(src[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
 
 
 def _tiles(h: int, w: int, tile: int):
