@@ -238,3 +238,16 @@ def test_images_at_the_working_resolution_give_the_same_masks_as_full_resolution
                        PipelineConfig(**kw, refine_max_side=319), model_version="toy").run(image, [1, 2])
     assert smaller.cams.shape[1:] != ref.cams.shape[1:]
     assert all(smaller.masks[s].shape == shape for s in ref.masks)
+
+
+def test_prelabel_batches_are_bounded_by_pixels_as_well_as_images(tmp_path, monkeypatch):
+    from napari_wsss import pipeline
+
+    project = Project.create(tmp_path / "p.zarr", ["red", "blue"], background=True)
+    for name, side in [("a", 40), ("b", 40), ("c", 60), ("d", 20), ("e", 20), ("f", 20), ("g", 20), ("h", 20)]:
+        project.add_image(name, np.zeros((side, side, 3), np.uint8), [1])
+    monkeypatch.setattr(pipeline, "BATCH_PIXELS", 3000)  # pixels: a, b 1600; c 3600; d..h 400
+    batches = list(pipeline._batches(project, project.image_ids(), 4))
+    # a + b = 3200 > 3000; c alone exceeds the budget but a batch always takes one image;
+    # d..g fill the 4-image limit; h starts the next one.
+    assert batches == [["a"], ["b"], ["c"], ["d", "e", "f", "g"], ["h"]]
