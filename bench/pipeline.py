@@ -142,14 +142,18 @@ def main(argv=None) -> int:
     ap.add_argument("--edges", action="store_true",
                     help="boundary F-score of working-resolution CRF masks on CCP photos (needs --data)")
     ap.add_argument("--edge-images", type=int, default=2, help="--edges: CCP photos used")
+    ap.add_argument("--timing", action="store_true",
+                    help="only the CRF + random walk timing of --edges (a CCP photo at 1500 x 2255)")
     ap.add_argument("--data", default=os.environ.get("WSSS_DATA") or None, metavar="DIR",
                     help="directory holding the shared datasets (ccp/); default $WSSS_DATA")
     args = ap.parse_args(argv)
-    if args.big or args.edges:
+    if args.big or args.edges or args.timing:
         if args.big:
             _print_big(args)
         if args.edges:
             _print_edges(args)
+        if args.edges or args.timing:
+            _print_timing(args)
         return 0
 
     if not args.only_prelabel:
@@ -198,13 +202,17 @@ def _print_big(args) -> None:
               f"{r['working_mb']:.0f} | {full} |")
 
 
-def _print_edges(args) -> None:
-    from _bigimg import crf_rw_timing, edge_table
-
+def _ccp_ids(args) -> tuple[Path, list[str]]:
     if not args.data or not (Path(args.data) / "ccp").is_dir():
         raise SystemExit("--edges needs the CCP photos: pass --data DIR or set WSSS_DATA=DIR (DIR holds ccp/)")
     root = Path(args.data) / "ccp"
-    ids = sorted(p.stem for p in (root / "images").glob("*.jpg"))[: args.edge_images]
+    return root, sorted(p.stem for p in (root / "images").glob("*.jpg"))[: args.edge_images]
+
+
+def _print_edges(args) -> None:
+    from _bigimg import edge_table
+
+    root, ids = _ccp_ids(args)
     rows, grid = edge_table(root, ids)
     print(f"\n### 3000 x 2000 (CCP photos {', '.join(ids)} upscaled bicubically), dense CRF on priors from "
           "the ground truth; boundary F-score, 2 px tolerance, mean over the photos\n")
@@ -218,6 +226,12 @@ def _print_edges(args) -> None:
     print("|---:|---:|---:|---:|")
     for r in grid:
         print(f"| {r['radius']} | {r['eps']:g} | {r['bf_crf']:.3f} | {r['bf_gt']:.3f} |")
+
+
+def _print_timing(args) -> None:
+    from _bigimg import crf_rw_timing
+
+    root, ids = _ccp_ids(args)
     print(f"\n### pipeline CRF + random walk, photo {ids[0]} at 1500 x 2255, one label\n")
     print("| refinement at | CAM s | CRF + RW (+ upsampling) s |")
     print("|---|---:|---:|")
