@@ -32,7 +32,7 @@ from .models import (
 from .refine.background import labels_from_scores, scores_with_background
 from .refine.crf import crf_refine, default_crf
 from .refine.random_walk import build_affinity, random_walk_refine
-from .refine.upsample import area_downsample, upsample_labels, working_shape
+from .refine.upsample import Guide, area_downsample, upsample_labels, working_shape
 from .store import checkpoint_version
 from .transforms import to_tensor
 
@@ -390,6 +390,7 @@ def _full_size_mask(image: np.ndarray, work: np.ndarray | None, upsample: dict):
     before; else :func:`~napari_wsss.refine.upsample.upsample_labels`, tile by tile, guided by
     the full image when ``edges`` (bilinear otherwise)."""
     same = work is None or work.shape[:2] == image.shape[:2]
+    guide: list[Guide] = []  # made once, at the first edge-aware stage
 
     def full(scores, classes, *, mask=None, edges=False):
         if same:
@@ -397,7 +398,9 @@ def _full_size_mask(image: np.ndarray, work: np.ndarray | None, upsample: dict):
         if scores is None:
             scores, classes = _one_hot(mask)
         if edges:
-            return upsample_labels(scores, classes, image, **upsample)
+            if not guide:
+                guide.append(Guide(image, work.shape[:2], low=work, **upsample))
+            return upsample_labels(scores, classes, guide[0])
         return upsample_labels(scores, classes, shape=image.shape[:2])
 
     return full

@@ -12,7 +12,7 @@ from .background import BACKGROUND_METHODS, RefineResult, labels_from_scores, sc
 from .crf import NO_BACKGROUND_CRF, crf_refine, default_crf, dense_crf
 from .graph import AffinityGraph, pair_indices, pair_offsets, pairwise
 from .random_walk import build_affinity, colour_affinity, feature_affinity, random_walk, random_walk_refine
-from .upsample import area_downsample, edge_aware_upsample, upsample_labels, working_shape
+from .upsample import Guide, area_downsample, edge_aware_upsample, upsample_labels, working_shape
 
 __all__ = [
     "NO_BACKGROUND_CRF",
@@ -21,6 +21,7 @@ __all__ = [
     "AffinityTargets",
     "area_downsample",
     "BACKGROUND_METHODS",
+    "Guide",
     "RefineResult",
     "build_affinity",
     "colour_affinity",

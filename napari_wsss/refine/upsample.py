@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ._utils import check_classes, check_scores, image_to_uint8_rgb
 
-__all__ = ["area_downsample", "edge_aware_upsample", "upsample_labels", "working_shape"]
+__all__ = ["Guide", "area_downsample", "edge_aware_upsample", "upsample_labels", "working_shape"]
 
 #: Default box radius (in score pixels) and regulariser (colours in [0, 1]) of the guided
 #: filter: ``bench/pipeline.py --edges`` (two CCP photos at 3000 x 2000, CRF at long side
@@ -104,31 +104,66 @@ def _box(x: torch.Tensor, r: int) -> torch.Tensor:
     return x
 
 
-def _guided_coefficients(scores: np.ndarray, guide: np.ndarray, radius: int, eps: float) -> torch.Tensor:
-    """Window-averaged guided-filter coefficients ``(K, 4, h, w)``: ``a`` (3 colours) then ``b``.
+class Guide:
+    """A full-resolution image prepared to guide the upsampling of ``(K, *shape)`` scores.
 
-    ``scores`` ``(K, h, w)``; ``guide`` ``(h, w, 3)`` in ``[0, 1]``. He et al. 2013, Eq. 19-21;
-    the window radius is clipped so the window fits the image. One class at a time, so the
-    temporaries are a few ``(9, h, w)`` arrays whatever ``K``.
+    The colour statistics of the guided filter depend only on the image, so several score
+    stacks of one image (the CRF's, the random walk's) share one ``Guide``: pass it as the
+    ``image`` of :func:`edge_aware_upsample` / :func:`upsample_labels`.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W) or (H, W, C)
+        The full-resolution image (converted to uint8 RGB; uint8 RGB is not copied).
+    shape : (h, w)
+        Size of the scores to upsample, at most the image's.
+    radius, eps
+        See :func:`edge_aware_upsample`.
+    low : ndarray, shape (h, w[, C]), optional
+        The image already area-averaged to ``shape`` (e.g. the pipeline's working image);
+        computed from ``image`` when not given.
     """
-    r = max(0, min(int(radius), (min(scores.shape[1:]) - 1) // 2))
-    g = torch.from_numpy(np.ascontiguousarray(guide, dtype=np.float32)).permute(2, 0, 1)
-    h, w = g.shape[1:]
-    mean_i = _box(g, r)  # (3, h, w)
-    gg = (g[:, None] * g[None]).reshape(9, h, w)
-    var_i = _box(gg, r).reshape(3, 3, h, w) - mean_i[:, None] * mean_i[None]
-    del gg
-    inv = torch.linalg.inv(var_i.permute(2, 3, 0, 1) + eps * torch.eye(3))  # (h, w, 3, 3)
-    del var_i
-    coef = torch.empty((scores.shape[0], 4, h, w), dtype=torch.float32)
-    for k, score in enumerate(scores):
-        p = torch.from_numpy(np.ascontiguousarray(score, dtype=np.float32))[None]  # (1, h, w)
-        stats = _box(torch.cat([p, g * p]), r)  # mean_p, corr_ip (3)
-        cov_ip = stats[1:] - mean_i * stats[:1]
-        a = torch.einsum("hwij,jhw->ihw", inv, cov_ip)
-        b = stats[0] - (a * mean_i).sum(0)
-        coef[k] = _box(torch.cat([a, b[None]]), r)
-    return coef
+
+    def __init__(self, image, shape, *, radius: int = RADIUS, eps: float = EPS, low=None):
+        if eps <= 0:
+            raise ValueError(f"eps must be positive, got {eps}")
+        self.rgb = image_to_uint8_rgb(image)
+        self.big = self.rgb.shape[:2]
+        self.shape = (int(shape[0]), int(shape[1]))
+        if self.shape[0] > self.big[0] or self.shape[1] > self.big[1]:
+            raise ValueError(f"scores {self.shape} are larger than the image {self.big}: nothing to upsample")
+        if low is None:
+            low = _area_float(self.rgb, self.shape)
+        else:
+            low = image_to_uint8_rgb(low).astype(np.float32)
+            if low.shape[:2] != self.shape:
+                raise ValueError(f"low-resolution guide {low.shape[:2]} != score shape {self.shape}")
+        # He et al. 2013, Eq. 19-21; the window radius is clipped so the window fits.
+        self.r = max(0, min(int(radius), (min(self.shape) - 1) // 2))
+        self.eps = float(eps)
+        g = torch.from_numpy(low / 255.0).permute(2, 0, 1).contiguous()
+        h, w = self.shape
+        self.g = g
+        self.mean_i = _box(g, self.r)  # (3, h, w)
+        var_i = _box((g[:, None] * g[None]).reshape(9, h, w), self.r).reshape(3, 3, h, w)
+        var_i -= self.mean_i[:, None] * self.mean_i[None]
+        self.inv = torch.linalg.inv(var_i.permute(2, 3, 0, 1) + self.eps * torch.eye(3))  # (h, w, 3, 3)
+
+    def coefficients(self, scores: np.ndarray) -> torch.Tensor:
+        """Window-averaged coefficients ``(K, 4, h, w)`` of ``(K, h, w)`` scores: ``a`` (3
+        colours) then ``b``, one class at a time (temporaries of a few ``(4, h, w)``)."""
+        if tuple(scores.shape[1:]) != self.shape:
+            raise ValueError(f"scores {tuple(scores.shape[1:])} != the guide's score shape {self.shape}")
+        g, r = self.g, self.r
+        coef = torch.empty((scores.shape[0], 4, *self.shape), dtype=torch.float32)
+        for k, score in enumerate(scores):
+            p = torch.from_numpy(np.ascontiguousarray(score, dtype=np.float32))[None]  # (1, h, w)
+            stats = _box(torch.cat([p, g * p]), r)  # mean_p, corr_ip (3)
+            cov_ip = stats[1:] - self.mean_i * stats[:1]
+            a = torch.einsum("hwij,jhw->ihw", self.inv, cov_ip)
+            b = stats[0] - (a * self.mean_i).sum(0)
+            coef[k] = _box(torch.cat([a, b[None]]), r)
+        return coef
 
 
 def _bilinear_tile(src: torch.Tensor, big: tuple[int, int], ys: slice, xs: slice) -> torch.Tensor:
@@ -157,16 +192,10 @@ def _prepare(scores, image, shape, radius, eps):
         if shape is None:
             raise ValueError("give the full-resolution image (edge-aware) or an output shape (bilinear)")
         return None, torch.from_numpy(sc), None, (int(shape[0]), int(shape[1]))
-    rgb = image_to_uint8_rgb(image)
-    big = rgb.shape[:2]
-    if shape is not None and tuple(shape) != big:
-        raise ValueError(f"output shape {tuple(shape)} != image shape {big}")
-    if sc.shape[1] > big[0] or sc.shape[2] > big[1]:
-        raise ValueError(f"scores {sc.shape[1:]} are larger than the image {big}: nothing to upsample")
-    if eps <= 0:
-        raise ValueError(f"eps must be positive, got {eps}")
-    guide = _area_float(rgb, sc.shape[1:]) / 255.0
-    return _guided_coefficients(sc, guide, radius, eps), None, rgb, big
+    guide = image if isinstance(image, Guide) else Guide(image, sc.shape[1:], radius=radius, eps=eps)
+    if shape is not None and tuple(shape) != guide.big:
+        raise ValueError(f"output shape {tuple(shape)} != image shape {guide.big}")
+    return guide.coefficients(sc), None, guide.rgb, guide.big
 
 
 def _tile_scores(coef, low, rgb, big, ys: slice, xs: slice) -> torch.Tensor:
@@ -209,9 +238,10 @@ def edge_aware_upsample(
     scores : array, shape (K, h, w)
         Class scores (probabilities, CAMs, ...) at a working resolution covering the whole
         image (the pixel grids aligned as ``F.interpolate(align_corners=False)`` aligns them).
-    image : ndarray, shape (H, W) or (H, W, C), H >= h, W >= w
+    image : ndarray, shape (H, W) or (H, W, C), H >= h, W >= w; or Guide
         The full-resolution image, the guide (converted to uint8 RGB; area-averaged to the
-        scores' grid for the low-resolution fit).
+        scores' grid for the low-resolution fit), or a :class:`Guide` made from it (its
+        ``radius`` and ``eps`` are used).
     radius : int
         Window radius of the guided filter, in score pixels (clipped to the score size).
     eps : float
@@ -258,7 +288,7 @@ def upsample_labels(
     scores : array, shape (K, h, w)
     classes : sequence of int, length K
         Project class index of each slice.
-    image : ndarray, shape (H, W[, C]), optional
+    image : ndarray, shape (H, W[, C]), or Guide, optional
         The guide of the edge-aware upsampling.
     shape : (H, W), optional
         Output size without a guide (bilinear); must match the image when both are given.

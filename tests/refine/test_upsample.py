@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_wsss.refine.upsample import area_downsample, edge_aware_upsample, upsample_labels, working_shape
+from napari_wsss.refine.upsample import Guide, area_downsample, edge_aware_upsample, upsample_labels, working_shape
 
 
 def _step_image(rng, shape, edge_col):
@@ -113,3 +113,15 @@ def test_working_shape():
     assert working_shape(2000, 3000, 1024) == (683, 1024)
     assert working_shape(800, 600, 1024) == (800, 600)
     assert working_shape(5000, 4000, None) == (5000, 4000)
+
+
+def test_a_guide_is_reused_for_several_score_stacks_of_one_image():
+    rng = np.random.default_rng(5)
+    img = _step_image(rng, (120, 200), 77)
+    a, b = rng.random((2, 15, 25)).astype(np.float32), rng.random((3, 15, 25)).astype(np.float32)
+    guide = Guide(img, (15, 25), radius=3, eps=1e-2)
+    np.testing.assert_array_equal(edge_aware_upsample(a, guide), edge_aware_upsample(a, img, radius=3, eps=1e-2))
+    np.testing.assert_array_equal(upsample_labels(b, [0, 1, 2], guide),
+                                  upsample_labels(b, [0, 1, 2], img, radius=3, eps=1e-2))
+    with pytest.raises(ValueError, match="guide's score shape"):
+        upsample_labels(rng.random((2, 16, 25)).astype(np.float32), [0, 1], guide)
