@@ -12,12 +12,17 @@ training) with its label mask.
     python bench/pipeline.py                  # 100 and 500 images
     python bench/pipeline.py --sizes 20 50    # quicker
     python bench/pipeline.py --only-prelabel --sizes 100 --batch-size 1   # unbatched CAMs
+    python bench/pipeline.py --big                      # one image of 0.5, 3, 12, 144 Mpx
+    python bench/pipeline.py --edges --data DIR         # working resolution vs full, CCP photos
+
+``--big`` and ``--edges`` (``bench/_bigimg.py``) replace the default tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -129,7 +134,27 @@ def main(argv=None) -> int:
     ap.add_argument("--explainer-size", type=int, default=320, help="side of the timed images")
     ap.add_argument("--only-explainer", action="store_true", help="skip the prelabel and CRF parts")
     ap.add_argument("--only-prelabel", action="store_true", help="skip the explainer and CRF parts")
+    ap.add_argument("--big", action="store_true",
+                    help="time and peak RSS of ingest + prelabel of one image per --mpx size")
+    ap.add_argument("--mpx", type=float, nargs="+", default=[0.5, 3, 12, 144], help="--big image sizes")
+    ap.add_argument("--full-max-mpx", type=float, default=12,
+                    help="--big: also prelabel at full resolution (the peer) up to this size")
+    ap.add_argument("--edges", action="store_true",
+                    help="boundary F-score of working-resolution CRF masks on CCP photos (needs --data)")
+    ap.add_argument("--edge-images", type=int, default=2, help="--edges: CCP photos used")
+    ap.add_argument("--timing", action="store_true",
+                    help="only the CRF + random walk timing of --edges (a CCP photo at 1500 x 2255)")
+    ap.add_argument("--data", default=os.environ.get("WSSS_DATA") or None, metavar="DIR",
+                    help="directory holding the shared datasets (ccp/); default $WSSS_DATA")
     args = ap.parse_args(argv)
+    if args.big or args.edges or args.timing:
+        if args.big:
+            _print_big(args)
+        if args.edges:
+            _print_edges(args)
+        if args.edges or args.timing:
+            _print_timing(args)
+        return 0
 
     if not args.only_prelabel:
         _print_explainer(args)
@@ -159,6 +184,59 @@ def _print_prelabel(args) -> None:
     print("|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['n']} | {r['done']} | {r['seconds']:.1f} | {r['done'] / r['seconds']:.2f} | {r['rss_mb']:.0f} |")
+
+
+def _print_big(args) -> None:
+    from _bigimg import big_table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = big_table(args.mpx, Path(tmp), full_max_mpx=args.full_max_mpx, refine=args.refine)
+    print(f"\n### one big image: napari-wsss ingest, then prelabel (MobileNetV2, CAM + {args.refine}, "
+          "single scale), each in a fresh process\n")
+    print("| Mpx | side | ingest s | ingest peak RSS MB | prelabel s | prelabel peak RSS MB | "
+          "full-resolution prelabel s | full-resolution peak RSS MB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        full = (f"{r['full_s']:.1f} | {r['full_mb']:.0f}" if "full_s" in r else "not run | not run")
+        print(f"| {r['mpx']:g} | {r['side']} | {r['ingest_s']:.1f} | {r['ingest_mb']:.0f} | {r['working_s']:.1f} | "
+              f"{r['working_mb']:.0f} | {full} |")
+
+
+def _ccp_ids(args) -> tuple[Path, list[str]]:
+    if not args.data or not (Path(args.data) / "ccp").is_dir():
+        raise SystemExit("--edges needs the CCP photos: pass --data DIR or set WSSS_DATA=DIR (DIR holds ccp/)")
+    root = Path(args.data) / "ccp"
+    return root, sorted(p.stem for p in (root / "images").glob("*.jpg"))[: args.edge_images]
+
+
+def _print_edges(args) -> None:
+    from _bigimg import edge_table
+
+    root, ids = _ccp_ids(args)
+    rows, grid = edge_table(root, ids)
+    print(f"\n### 3000 x 2000 (CCP photos {', '.join(ids)} upscaled bicubically), dense CRF on priors from "
+          "the ground truth; boundary F-score, 2 px tolerance, mean over the photos\n")
+    print("| CRF at | to full size | BF vs full-resolution CRF | BF vs ground truth | seconds |")
+    print("|---|---|---:|---:|---:|")
+    for r in rows:
+        side = "full resolution" if r["side"] == "full" else f"long side {r['side']}"
+        print(f"| {side} | {r['upsample']} | {r['bf_crf']:.3f} | {r['bf_gt']:.3f} | {r['seconds']:.1f} |")
+    print("\n### edge-aware upsampling settings (CRF at long side 1024)\n")
+    print("| radius | eps | BF vs full-resolution CRF | BF vs ground truth |")
+    print("|---:|---:|---:|---:|")
+    for r in grid:
+        print(f"| {r['radius']} | {r['eps']:g} | {r['bf_crf']:.3f} | {r['bf_gt']:.3f} |")
+
+
+def _print_timing(args) -> None:
+    from _bigimg import crf_rw_timing
+
+    root, ids = _ccp_ids(args)
+    print(f"\n### pipeline CRF + random walk, photo {ids[0]} at 1500 x 2255, one label\n")
+    print("| refinement at | CAM s | CRF + RW (+ upsampling) s |")
+    print("|---|---:|---:|")
+    for side, cam_s, rest in crf_rw_timing(root, ids[0]):
+        print(f"| {'full resolution' if side is None else f'long side {side}'} | {cam_s:.1f} | {rest:.1f} |")
 
 
 def _print_crf(args) -> None:

@@ -23,6 +23,8 @@ def _pipeline_config(args):
         kw["flip"] = False
     if args.max_side is not None:  # the user's size for every model instead of its training scale
         kw["max_side"], kw["scale"] = args.max_side or None, "config"
+    if args.refine_max_side is not None:
+        kw["refine_max_side"] = args.refine_max_side or None
     return PipelineConfig.from_dict(kw)
 
 
@@ -55,6 +57,10 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-side", type=int, default=None,
                    help="resize the long side to at most this for inference (0 = never) instead of "
                         "running each model at the scale it was trained at (the default)")
+    p.add_argument("--refine-max-side", type=int, default=None,
+                   help="working resolution (long side) of bigger images: refine there, upsample the "
+                        f"masks along the image's edges (default {PipelineConfig().refine_max_side}; "
+                        "0 = always full resolution)")
 
 
 def _add_background_class(p: argparse.ArgumentParser) -> None:

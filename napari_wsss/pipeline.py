@@ -23,10 +23,11 @@ from .device import resolve_device
 from .models import explainer_maps, load_affinity, load_classifier, load_explainer, load_segmenter
 from .models.scale import model_input, scale_rule
 from .pipeline_config import EXPLAINER, CRFOptions, PipelineConfig, RWOptions
-from .proposal_stages import StageWork
+from .proposal_stages import StageWork, full_size_mask
 from .refine.background import scores_with_background
 from .refine.crf import default_crf
 from .refine.random_walk import build_affinity, random_walk_refine
+from .refine.upsample import area_downsample, working_shape
 from .store import checkpoint_version
 from .transforms import to_tensor
 
@@ -48,8 +49,9 @@ class Proposals:
 
     Attributes
     ----------
-    cams : ndarray, shape (K, H, W), float32
-        CAMs of the image's labels, normalised to ``[0, 1]``, at image size.
+    cams : ndarray, shape (K, h, w), float32
+        CAMs of the image's labels, normalised to ``[0, 1]``, at image size, or at the
+        working size of an image larger than ``PipelineConfig.refine_max_side``.
     cam_classes : ndarray, shape (K,), int64
     masks : dict of str -> ndarray (H, W) uint8
         By stage (``cam``, ``crf``, ``rw``, ``segmenter``, ``explainer``), project class indices.
@@ -210,13 +212,22 @@ class Pipeline:
             scale = self.config.min_side / min(h, w)
         return round(h * scale), round(w * scale)
 
+    def working_image(self, image: np.ndarray) -> np.ndarray:
+        """``image`` itself, or its area average (uint8 RGB) at the working size when its
+        long side exceeds ``config.refine_max_side``."""
+        image = np.asarray(image)
+        size = working_shape(*image.shape[:2], self.config.refine_max_side)
+        return image if size == image.shape[:2] else area_downsample(image, size)
+
     def cams(self, image: np.ndarray, labels: Sequence[int]) -> np.ndarray:
-        """Normalised CAMs ``(K, H, W)`` of ``labels`` at image size (TTA as configured); the
-        Explainer's masks with ``method="explainer"``."""
+        """Normalised CAMs ``(K, h, w)`` of ``labels`` (TTA as configured); the Explainer's
+        masks with ``method="explainer"``. At image size, or at the working size of an image
+        larger than ``config.refine_max_side`` (:meth:`working_image`)."""
         return self.cams_batch([image], [labels])[0]
 
     def cams_batch(self, images: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """:meth:`cams` of several images: images of the same size share one batched pass."""
+        images = [self.working_image(image) for image in images]
         if self.config.method == EXPLAINER:
             return [self._explainer_maps(np.asarray(image), lab) for image, lab in zip(images, labels)]
         out: list[np.ndarray | None] = [None] * len(images)
@@ -263,13 +274,16 @@ class Pipeline:
         image, labels = self._inputs(image, labels)
         note = progress or (lambda stage: None)
         note("cam")
-        return self._proposals(image, labels, self.cams(image, labels), note)
+        work = self.working_image(image)
+        return self._proposals(image, labels, self.cams(work, labels), note, work)
 
     def run_batch(self, images: Sequence[np.ndarray], labels: Sequence[Sequence[int]]) -> list[Proposals]:
         """:meth:`run` for several images: batched CAMs (:meth:`cams_batch`), refinement per image."""
         pairs = [self._inputs(image, lab) for image, lab in zip(images, labels)]
-        cams = self.cams_batch([p[0] for p in pairs], [p[1] for p in pairs])
-        return [self._proposals(image, lab, c, lambda stage: None) for (image, lab), c in zip(pairs, cams)]
+        works = [self.working_image(p[0]) for p in pairs]
+        cams = self.cams_batch(works, [p[1] for p in pairs])
+        return [self._proposals(image, lab, c, lambda stage: None, work)
+                for (image, lab), c, work in zip(pairs, cams, works)]
 
     @property
     def crf_kwargs(self) -> dict:
@@ -291,25 +305,30 @@ class Pipeline:
     def proposals_from_cams(self, image: np.ndarray, labels, cams: np.ndarray) -> Proposals:
         """:meth:`run` on CAMs already computed (``cams`` of the sorted ``labels``)."""
         image, labels = self._inputs(image, labels)
-        return self._proposals(image, labels, np.asarray(cams, np.float32), lambda stage: None)
+        return self._proposals(image, labels, np.asarray(cams, np.float32), lambda stage: None,
+                               self.working_image(image))
 
     def _proposals(self, image: np.ndarray, labels: np.ndarray, cams: np.ndarray,
-                   note: Callable[[str], None]) -> Proposals:
+                   note: Callable[[str], None], work: np.ndarray | None = None) -> Proposals:
+        """Every stage on ``work`` (the :meth:`working_image`, default ``image``), whose size
+        the CAMs have; the masks at ``image``'s size (:func:`~napari_wsss.proposal_stages.full_size_mask`)."""
         cfg = self.config
         thr = self.threshold(cams) if self.background is not None else 0.0
         scores, cls = scores_with_background(cams, labels, background=self.background,
                                              method="threshold", threshold=thr)
-        work = StageWork(image, labels, cams, scores, cls, threshold=thr)
+        work_image = image if work is None else work
+        stage_work = StageWork(work_image, labels, cams, scores, cls, threshold=thr,
+                               full=full_size_mask(image, work_image, dict(cfg.upsample)))
         masks = {}
         for name, stage in STAGES.items():  # registry order: each may use the previous ones
             if name != "cam" and (name not in cfg.refine or not self.has_model(name)):
                 continue
             if name != "cam":
                 note(name)
-            masks[name] = stage.load()(self, work)
+            masks[name] = stage.load()(self, stage_work)
         return Proposals(cams, labels, masks, self.model_version, cfg.method)
 
-    def _random_walk(self, image: np.ndarray, scores: np.ndarray, cls: np.ndarray) -> np.ndarray:
+    def _random_walk(self, image: np.ndarray, scores: np.ndarray, cls: np.ndarray):
         rw = dict(self.config.rw)
         stride = int(rw.pop("stride", 4))
         radius = int(rw.pop("radius", 5))
@@ -320,7 +339,7 @@ class Pipeline:
             grid = (max(1, round(h / stride)), max(1, round(w / stride)))
             graph = build_affinity(image, shape=grid, radius=radius)
         # Scores already hold the background slice (if any): walk them as they are.
-        return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw).mask
+        return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw)
 
 
 def _explained_classifier(explainer_path) -> str | None:
@@ -382,6 +401,28 @@ def calibrate_project(project, pipeline: Pipeline, *, write: bool = True) -> dic
     return out
 
 
+#: Pixel budget of a prelabel batch (beyond its first image): four 2000 x 2000 images.
+BATCH_PIXELS = 16_000_000
+
+
+def _batches(project, ids: Sequence[str], batch_size: int):
+    """``ids`` in runs of at most ``batch_size`` images and :data:`BATCH_PIXELS` pixels."""
+    batch: list[str] = []
+    pixels = 0
+    for image_id in ids:
+        try:
+            n = int(np.prod(project.image_shape(image_id)))
+        except Exception:  # noqa: BLE001 - a broken image is reported when it is read
+            n = 0
+        if batch and (len(batch) == batch_size or pixels + n > BATCH_PIXELS):
+            yield batch
+            batch, pixels = [], 0
+        batch.append(image_id)
+        pixels += n
+    if batch:
+        yield batch
+
+
 def _is_done(project, image_id: str, pipeline: Pipeline) -> bool:
     st = project.status(image_id)
     if st.status == "new" or st.model_version != pipeline.model_version:
@@ -412,7 +453,8 @@ def prelabel(
     the rest done (a batch that fails is redone image by image, so one broken image
     costs no other). Under ``torchrun`` each rank takes the images
     ``ids[rank::world_size]``, so every image is done by exactly one process. Memory
-    stays flat: one batch at a time is in memory.
+    stays flat: one batch at a time is in memory, and a batch of big images holds at most
+    :data:`BATCH_PIXELS` pixels beyond its first image.
     """
     from tqdm.auto import tqdm
 
@@ -434,9 +476,9 @@ def prelabel(
             bar.update(1)
         else:
             todo.append(image_id)
-    for start in range(0, len(todo), batch_size):
+    for ids_in_batch in _batches(project, todo, batch_size):
         batch = []
-        for image_id in todo[start:start + batch_size]:
+        for image_id in ids_in_batch:
             try:
                 batch.append((image_id, project.image(image_id), project.image_labels(image_id)))
             except Exception as e:  # noqa: BLE001 - a batch goes on past a broken image

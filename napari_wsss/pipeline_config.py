@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from .conventions import REFINE_STAGES
 
-__all__ = ["EXPLAINER", "CRFOptions", "RWOptions", "PipelineConfig"]
+__all__ = ["EXPLAINER", "CRFOptions", "RWOptions", "UpsampleOptions", "PipelineConfig"]
 
 #: ``PipelineConfig.method`` that takes the class maps from the trained Explainer.
 EXPLAINER = "explainer"
@@ -106,6 +106,19 @@ class RWOptions(_Options):
         return isinstance(other, Mapping) and dict(self) == dict(other)
 
 
+@dataclass(eq=False)
+class UpsampleOptions(_Options):
+    """Edge-aware upsampling of working-resolution masks (``None`` keeps the default):
+    ``radius`` and ``eps`` of :func:`napari_wsss.refine.edge_aware_upsample`."""
+
+    what: ClassVar[str] = "upsample"
+    radius: int | None = None
+    eps: float | None = None
+
+    def __eq__(self, other):
+        return isinstance(other, Mapping) and dict(self) == dict(other)
+
+
 @dataclass
 class PipelineConfig:
     """Options of the proposal pipeline.
@@ -159,6 +172,17 @@ class PipelineConfig:
     min_side : int or None
         Inference enlarges smaller images so their short side is at least this (match
         the classifier's training scale: a 128 px image trained at 224 px crops).
+    refine_max_side : int or None
+        Working resolution of images whose long side is longer: CAMs, CRF, random walk,
+        segmenter and Explainer run on the image area-averaged to this long side, the CAMs
+        are stored at that size, and the masks come back at full size, the ``crf`` and
+        ``rw`` ones along the image's edges (:func:`napari_wsss.refine.upsample_labels`
+        guided by the full image), the others bilinearly. Memory and time then stop growing
+        with the image beyond the full-size masks (``bench/pipeline.py --big``: a 144 Mpx
+        image in 2.1 GB peak RSS). Images at or below it are refined at full resolution,
+        bit for bit as without the option. ``None``: always full resolution.
+    upsample : UpsampleOptions
+        ``radius`` and ``eps`` of the edge-aware upsampling (a dict is converted).
     explainer_threshold : float
         Background projects: pixels where no label's Explainer mask exceeds this are
         background in the ``explainer`` stage (the masks are sigmoids: 0.5).
@@ -178,6 +202,8 @@ class PipelineConfig:
     max_side: int | None = 512
     min_side: int | None = None
     explainer_threshold: float = 0.5
+    refine_max_side: int | None = 1024
+    upsample: UpsampleOptions = field(default_factory=UpsampleOptions)
 
     def __post_init__(self):
         from .cams import METHODS
@@ -199,6 +225,7 @@ class PipelineConfig:
         self.refine = tuple(self.refine)
         self.crf = CRFOptions.from_dict(self.crf)
         self.rw = RWOptions.from_dict(self.rw)
+        self.upsample = UpsampleOptions.from_dict(self.upsample)
         from .refine.threshold import THRESHOLD_RULES
 
         if isinstance(self.cam_threshold, str) and self.cam_threshold not in ("auto", *THRESHOLD_RULES):
@@ -212,7 +239,7 @@ class PipelineConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-        for name in ("max_side", "min_side"):
+        for name in ("max_side", "min_side", "refine_max_side"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
@@ -230,7 +257,8 @@ class PipelineConfig:
     def to_dict(self) -> dict:
         """Plain values (``from_dict(config.to_dict()) == config``)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out.update(crf=dict(self.crf), rw=dict(self.rw), scales=list(self.scales), refine=list(self.refine))
+        out.update(crf=dict(self.crf), rw=dict(self.rw), upsample=dict(self.upsample), scales=list(self.scales),
+                   refine=list(self.refine))
         return out
 
     def replace(self, **changes) -> "PipelineConfig":

@@ -96,6 +96,10 @@ def test_pipeline_options_reach_the_config():
     cfg = _pipeline_config(args)
     assert (cfg.method, cfg.refine, cfg.scales, cfg.flip, cfg.cam_threshold) == (
         "gradcam", ("crf",), (1.0, 2.0), False, 0.4)
+    assert cfg.refine_max_side == 1024  # the default working resolution
+    for value, want in (("2048", 2048), ("0", None)):
+        args = build_parser().parse_args(["prelabel", "--project", "x.zarr", "--refine-max-side", value])
+        assert _pipeline_config(args).refine_max_side == want
 
 
 def _save_segmentation_net(project, stage, config):
