@@ -33,4 +33,5 @@ def test_mean_average_precision_by_hand():
     m.update({"logits": torch.tensor([[0.9, 0.1], [0.8, 0.2]])}, {"labels": torch.tensor([[1.0, 0], [0, 0]])})
     m.update({"logits": torch.tensor([[0.1, 0.3]])}, {"labels": torch.tensor([[1.0, 0]])})
     # class 0 ranks (pos, neg, pos): AP = (1/1 + 2/3) / 2; class 1 has no positive: left out
-    assert m.compute() == {"mAP": pytest.approx((1 + 2 / 3) / 2), "images": 3}
+    ap0 = pytest.approx((1 + 2 / 3) / 2)
+    assert m.compute() == {"mAP": ap0, "images": 3, "AP": {"0": ap0}}
