@@ -94,15 +94,15 @@ def test_png_export_palette_classes_and_accounting(project, tmp_path):
     assert im.mode == "P"
     np.testing.assert_array_equal(np.asarray(im), ONE)
     pal = np.array(im.getpalette()).reshape(-1, 3)
-    # VOC colours: background black, cat (128, 0, 0), dog (0, 128, 0), void cream
-    assert pal[[0, 1, 2, 255]].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [224, 224, 192]]
+    # background black, cat and dog the first two Glasbey colours, void cream
+    assert pal[[0, 1, 2, 255]].tolist() == [[0, 0, 0], [215, 0, 0], [140, 60, 255], [224, 224, 192]]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "two.png")), [[0, 1, 2, V]] * 3)
 
     assert (out / "classes.txt").read_text().splitlines() == ["background", "cat", "dog"]
     classes = json.loads((out / "classes.json").read_text())
     assert classes["void"] == 255 and classes["background"] == 0
     assert [(c["name"], c["color"]) for c in classes["classes"]] == [
-        ("background", [0, 0, 0]), ("cat", [128, 0, 0]), ("dog", [0, 128, 0])]
+        ("background", [0, 0, 0]), ("cat", [215, 0, 0]), ("dog", [140, 60, 255])]
 
     meta = json.loads((out / "export.json").read_text())
     one = meta["images"]["a/one"]
@@ -156,8 +156,8 @@ def test_ome_zarr_labels_with_class_metadata(project, tmp_path):
     np.testing.assert_array_equal(np.asarray(label.data[0]), ONE)
     props = label.metadata["properties"]
     assert {v: p["class"] for v, p in props.items()} == {0: "background", 1: "cat", 2: "dog", 255: "void"}
-    # colours as RGBA floats: cat (128, 0, 0), void transparent
-    assert label.metadata["color"][1] == pytest.approx([128 / 255, 0, 0, 1])
+    # colours as RGBA floats: cat (215, 0, 0), void transparent
+    assert label.metadata["color"][1] == pytest.approx([215 / 255, 0, 0, 1])
     assert label.metadata["color"][255][3] == 0
 
 

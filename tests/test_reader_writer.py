@@ -89,12 +89,13 @@ def test_writer_indexed_png_with_palette(tmp_path):
     # layer 0 -> 255 (unlabeled), v -> v - 1
     assert np.asarray(im).tolist() == [[255, 0, 1], [2, 255, 0]]
     pal = np.array(im.getpalette()).reshape(-1, 3)
-    # VOC colours: background black, class 1 (128, 0, 0), class 2 (0, 128, 0); void cream
-    assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [128, 0, 0]
-    assert pal[2].tolist() == [0, 128, 0] and pal[255].tolist() == [224, 224, 192]
-    # without a background class, class 0 takes VOC entry 1 so no class is black
+    # background black, classes 1 and 2 the first two Glasbey colours (colorcet
+    # glasbey_bw_minc_20: #d60000 and #8c3bff, rounded to 8 bits); void cream
+    assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [215, 0, 0]
+    assert pal[2].tolist() == [140, 60, 255] and pal[255].tolist() == [224, 224, 192]
+    # without a background class, class 0 takes the first Glasbey colour: no class is black
     write_labels(str(tmp_path / "n.png"), layer, {"metadata": {"napari_wsss": {"classes": ["a", "b", "c"]}}})
-    assert np.array(Image.open(tmp_path / "n.png").getpalette()).reshape(-1, 3)[0].tolist() == [128, 0, 0]
+    assert np.array(Image.open(tmp_path / "n.png").getpalette()).reshape(-1, 3)[0].tolist() == [215, 0, 0]
 
 
 def test_writer_ignore_brush_is_void(tmp_path):
