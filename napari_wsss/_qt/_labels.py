@@ -13,7 +13,8 @@ import numpy as np
 
 from napari_wsss.store import IGNORE_PAINTED
 
-__all__ = ["class_to_layer", "layer_to_class", "IGNORE_LAYER"]
+__all__ = ["class_to_layer", "layer_to_class", "IGNORE_LAYER", "value_of_class", "class_of_value",
+           "is_paintable", "value_names"]
 
 IGNORE_LAYER = (IGNORE_PAINTED + 1) % 256
 """Layer value of the "ignore" brush; stored as ``IGNORE_PAINTED`` (254)."""
@@ -60,3 +61,28 @@ def layer_to_class(data: np.ndarray) -> np.ndarray:
             f"layer_to_class: layer values must be in 0..255, got {data.min()}..{data.max()}"
         )
     return data.astype(np.uint8) - np.uint8(1)  # uint8 wraps 0 -> 255
+
+
+def value_of_class(c: int) -> int:
+    """Layer value of class ``c`` (what napari's label box and hover text show)."""
+    return (int(c) + 1) % 256
+
+
+def class_of_value(v: int) -> int:
+    """Stored value of layer value ``v``: class ``v - 1``, 254 for `IGNORE_LAYER`, 255 for 0."""
+    return (int(v) - 1) % 256
+
+
+def is_paintable(v: int, n_classes: int) -> bool:
+    """Whether layer value ``v`` may be painted in a project of ``n_classes`` classes:
+    ``0`` (the eraser), a class ``1..n_classes`` or `IGNORE_LAYER`."""
+    v = int(v)
+    return 0 <= v <= n_classes or v == IGNORE_LAYER
+
+
+def value_names(classes: list[str]) -> dict[int, str]:
+    """Layer value -> the name napari should show for it (hover text, panel)."""
+    out = {0: "unlabeled"}
+    out.update({value_of_class(c): name for c, name in enumerate(classes)})
+    out[IGNORE_LAYER] = "ignore"
+    return out
