@@ -44,6 +44,8 @@ __all__ = [
 EXPORT_FORMATS = ("png", "tif", "ome-zarr")
 #: Mask sources: the filled corrections or any stored proposal stage.
 EXPORT_SOURCES = ("corrected", *MASK_STAGES)
+#: Statuses whose masks an annotator reviewed (the rest are proposals only).
+REVIEWED_STATUSES = ("accepted", "corrected")
 #: Default order in which proposals fill pixels the annotator left unlabeled.
 FALLBACK_ORDER = ("segmenter", "rw", "crf", "cam")
 
@@ -142,6 +144,12 @@ class ExportReport:
         Images with nothing to export, and why.
     skipped : list of str
         Images with status ``"skipped"``, left out.
+    reviewed : list of str
+        Exported images an annotator reviewed (status ``accepted`` or ``corrected``).
+    unreviewed : list of str
+        Exported images nobody reviewed: their masks are proposals only.
+    not_reviewed : list of str
+        Unreviewed images left out because of ``reviewed_only``.
     metadata : Path
         ``export.json``.
     """
@@ -153,6 +161,9 @@ class ExportReport:
     pixels: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
+    reviewed: list = field(default_factory=list)
+    unreviewed: list = field(default_factory=list)
+    not_reviewed: list = field(default_factory=list)
     metadata: Path | None = None
 
     def totals(self) -> dict:
@@ -165,7 +176,10 @@ class ExportReport:
 
     def __str__(self) -> str:
         lines = [f"exported {len(self.files)} mask(s) (source {self.source!r}, format "
-                 f"{self.format!r}) to {self.out_dir}"]
+                 f"{self.format!r}) to {self.out_dir}: {len(self.reviewed)} reviewed (accepted or "
+                 f"corrected), {len(self.unreviewed)} proposals only (never reviewed)"]
+        if self.not_reviewed:
+            lines.append(f"left out {len(self.not_reviewed)} unreviewed image(s) (reviewed only)")
         totals = self.totals()
         if totals:
             all_px = sum(totals.values()) or 1
@@ -188,6 +202,9 @@ class ExportReport:
             "totals": self.totals(),
             "missing": dict(self.missing),
             "skipped": list(self.skipped),
+            "reviewed": list(self.reviewed),
+            "unreviewed": list(self.unreviewed),
+            "not_reviewed": list(self.not_reviewed),
             "metadata": None if self.metadata is None else str(self.metadata),
         }
 
@@ -256,6 +273,7 @@ def export_project(
     ids: Sequence[str] | None = None,
     fallback: Sequence[str] = FALLBACK_ORDER,
     include_skipped: bool = False,
+    reviewed_only: bool = False,
     progress: bool = False,
 ) -> ExportReport:
     """Write one mask per image, plus ``classes.txt``, ``classes.json`` and ``export.json``.
@@ -281,6 +299,9 @@ def export_project(
         Stages that fill unlabeled pixels of ``"corrected"``, best first.
     include_skipped : bool
         Export images whose status is ``"skipped"`` too (left out by default).
+    reviewed_only : bool
+        Export only images an annotator reviewed (status ``accepted`` or ``corrected``);
+        the others are listed in ``ExportReport.not_reviewed``.
     progress : bool or callable
         Show a progress bar (tqdm); or ``progress(done, total)``, called before each
         image (``done`` images finished) and once at the end. An exception raised by it
@@ -306,6 +327,10 @@ def export_project(
         if rec.status.status == "skipped" and not include_skipped:
             report.skipped.append(image_id)
             continue
+        reviewed = rec.status.status in REVIEWED_STATUSES
+        if reviewed_only and not reviewed:
+            report.not_reviewed.append(image_id)
+            continue
         mask, pixels, why = _image_mask(rec, source, fallback)
         if mask is None:
             report.missing[image_id] = why
@@ -318,6 +343,7 @@ def export_project(
             write_mask_file(path, mask, n_classes=n_classes, background=background)
         report.files[image_id] = path
         report.pixels[image_id] = pixels
+        (report.reviewed if reviewed else report.unreviewed).append(image_id)
         entries[image_id] = {
             "file": path.relative_to(out_dir).as_posix(),
             "status": rec.status.status,
@@ -333,6 +359,9 @@ def export_project(
         "format": format,
         "fallback": list(fallback) if source == "corrected" else [],
         "include_skipped": include_skipped,
+        "reviewed_only": reviewed_only,
+        "from_review": len(report.reviewed),
+        "from_proposals_only": len(report.unreviewed),
         **classes_metadata(project.classes, background),
         "images": entries,
         "totals": report.totals(),

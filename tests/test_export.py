@@ -192,3 +192,25 @@ def test_export_is_valid_ground_truth_for_evaluate(project, tmp_path):
     assert rep.stages["corrected"].scores.pixel_accuracy == 1.0
     # crf (all background) against ONE: background IoU 5/12 (5 right, 7 wrongly background)
     assert rep.stages["crf"].scores.iou[0] == pytest.approx(5 / 12)
+
+
+def test_reviewed_only_and_review_counts(project, tmp_path, capsys):
+    """The report says which masks an annotator reviewed and which are proposals only;
+    ``reviewed_only`` (CLI ``--reviewed-only``) exports the reviewed ones alone."""
+    from napari_wsss.cli import main
+
+    project.set_status("a/one", "corrected")
+    project.set_status("two", "prelabelled")
+    rep = export_project(project, tmp_path / "all")
+    assert rep.reviewed == ["a/one"] and rep.unreviewed == ["two"]
+    assert "1 reviewed (accepted or corrected), 1 proposals only (never reviewed)" in str(rep)
+    meta = json.loads((tmp_path / "all" / "export.json").read_text())
+    assert (meta["from_review"], meta["from_proposals_only"], meta["reviewed_only"]) == (1, 1, False)
+
+    rep = export_project(project, tmp_path / "rev", reviewed_only=True)
+    assert list(rep.files) == ["a/one"] and rep.not_reviewed == ["two", "three"]
+    assert not (tmp_path / "rev" / "two.png").exists()
+    assert main(["export", str(project.path), "--out", str(tmp_path / "cli"), "--reviewed-only"]) == 0
+    out = capsys.readouterr().out
+    assert "exported 1 mask(s)" in out and "left out 2 unreviewed image(s)" in out
+    assert sorted(p.name for p in (tmp_path / "cli").rglob("*.png")) == ["one.png"]

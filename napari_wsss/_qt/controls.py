@@ -286,6 +286,9 @@ class ModelControls(QGroupBox):
         self.export_format = QComboBox()
         self.export_format.addItems(["png", "tif", "ome-zarr"])
         self.export_format.setToolTip("indexed PNG / palette TIFF / OME-Zarr labels")
+        self.reviewed_only = QCheckBox("reviewed only")
+        self.reviewed_only.setToolTip("Export only accepted or corrected images (else unreviewed "
+                                      "images are exported from their proposals, and counted apart)")
         self.export_cancel_btn = QPushButton("Stop export")
         self.export_cancel_btn.setEnabled(False)
         self.export_cancel_btn.clicked.connect(self.cancel_export_requested)
@@ -312,6 +315,7 @@ class ModelControls(QGroupBox):
         lay.addWidget(self.log)
         row2 = QHBoxLayout()
         row2.addWidget(self.export_format)
+        row2.addWidget(self.reviewed_only)
         row2.addWidget(self.export_btn)
         row2.addWidget(self.export_cancel_btn)
         lay.addLayout(row2)

@@ -22,7 +22,8 @@ __all__ = ["ModelActions", "export_job"]
 log = logging.getLogger(__name__)
 
 
-def export_job(project, out_dir, *, format: str, report: Callable, should_stop: Callable[[], bool]):
+def export_job(project, out_dir, *, format: str, report: Callable, should_stop: Callable[[], bool],
+               reviewed_only: bool = False):
     """Generator: `napari_wsss.export.export_project` with progress and cancellation.
 
     ``report((done, total, text))`` is called before each image; when ``should_stop()``
@@ -38,7 +39,8 @@ def export_job(project, out_dir, *, format: str, report: Callable, should_stop: 
 
     yield (0, 1, "starting export")
     try:
-        return export_project(project, Path(out_dir), format=format, progress=hook)
+        return export_project(project, Path(out_dir), format=format, progress=hook,
+                              reviewed_only=reviewed_only)
     except Cancelled:
         return None
 
@@ -101,7 +103,8 @@ class ModelActions(QObject):
             self.controls.log.appendPlainText(f"training stopped (exit code {code})")
 
     # ------------------------------------------------------------------ export
-    def export(self, out_dir, *, format: str | None = None) -> GeneratorWorker | None:
+    def export(self, out_dir, *, format: str | None = None,
+               reviewed_only: bool | None = None) -> GeneratorWorker | None:
         """Export the corrected masks (gaps filled from the proposals) with the function
         ``napari-wsss export`` runs, in a worker; returns the started worker (None when
         there is no project or an export is running)."""
@@ -109,10 +112,12 @@ class ModelActions(QObject):
         if session is None or self.export_worker is not None:
             return None
         fmt = format or self.controls.export_format.currentText()
+        if reviewed_only is None:
+            reviewed_only = self.controls.reviewed_only.isChecked()
         self._flush()
         holder: list[GeneratorWorker] = []
         worker = thread_worker(export_job, start_thread=False, ignore_errors=True)(
-            session.project, Path(out_dir), format=fmt,
+            session.project, Path(out_dir), format=fmt, reviewed_only=reviewed_only,
             report=lambda p: holder[0].yielded.emit(p),
             should_stop=lambda: holder[0].abort_requested,
         )
@@ -143,8 +148,12 @@ class ModelActions(QObject):
         if r is None:
             return
         self._export_outcome = "done"
-        self.message.emit(f"exported {len(r.files)} masks to {r.out_dir}"
-                          + (f"; {len(r.missing)} without masks" if r.missing else ""))
+        self.message.emit(
+            f"exported {len(r.files)} masks to {r.out_dir}: {len(r.reviewed)} reviewed, "
+            f"{len(r.unreviewed)} proposals only (never reviewed)"
+            + (f"; {len(r.not_reviewed)} unreviewed left out" if r.not_reviewed else "")
+            + (f"; {len(r.skipped)} skipped left out" if r.skipped else "")
+            + (f"; {len(r.missing)} without masks" if r.missing else ""))
 
     def _export_error(self, exc: BaseException) -> None:
         self._export_outcome = "failed"

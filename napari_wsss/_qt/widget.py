@@ -541,10 +541,10 @@ class AnnotationWidget(QWidget):
         if out:
             self.export(out)
 
-    def export(self, out_dir, *, format: str | None = None):
+    def export(self, out_dir, *, format: str | None = None, reviewed_only: bool | None = None):
         """Export the corrected masks in a worker, with progress and a stop button
         (`ModelActions.export`); returns the started worker."""
-        return self.model.export(out_dir, format=format)
+        return self.model.export(out_dir, format=format, reviewed_only=reviewed_only)
 
     # ------------------------------------------------------------------ teardown
     def cleanup(self) -> None:
