@@ -183,7 +183,7 @@ class CorrectionsEditor(QObject):
         seq = self._seq
         self._latest[image_id] = seq
         self._inflight[seq] = data
-        fut = self.io.save(image_id, data)
+        fut = self.io.save(image_id, data, copy=False)
         self.save_state.emit(image_id, "saving", "")
         fut.add_done_callback(lambda f, i=image_id, s=seq: self._write_done.emit(
             i, s, None if f.cancelled() else f.exception()))

@@ -174,13 +174,24 @@ class AnnotationSession:
         ``factory(project, config) -> pipeline`` with ``pipeline.run(image, labels)``
         returning ``Proposals``; defaults to ``Pipeline.from_project``. Called off
         the GUI thread (it loads a model).
+    in_process : bool or None
+        Compute proposals in a child process (`napari_wsss.proposal_service`), so that
+        the GIL-holding CRF cannot stall the GUI; the factory must then be picklable.
+        Default: yes without a factory (on POSIX), no with one (a test's local factory).
     """
 
-    def __init__(self, project, *, config=None, pipeline_factory: Callable | None = None):
+    def __init__(self, project, *, config=None, pipeline_factory: Callable | None = None,
+                 in_process: bool | None = None):
         self.project = project
         self.config = config
         self._factory = pipeline_factory
         self._pipeline = None
+        if in_process is None:
+            from napari_wsss.proposal_service import AVAILABLE
+
+            in_process = pipeline_factory is None and AVAILABLE
+        self.in_process = in_process
+        self._service = None
         self._lock = threading.Lock()
         self.image_ids: list[str] = list(project.image_ids())
         self._status: dict[str, str] = {}
@@ -411,6 +422,14 @@ class AnnotationSession:
         """Forget the models (after retraining) so the next `compute` loads the newest."""
         with self._lock:
             self._pipeline = None
+        if self._service is not None:
+            self._service.reload()
+
+    def close(self) -> None:
+        """Stop the proposal process, if one runs."""
+        if self._service is not None:
+            self._service.close()
+            self._service = None
 
     def pipeline(self):
         """The proposal pipeline with the current config (models loaded on first use; slow)."""
@@ -435,6 +454,32 @@ class AnnotationSession:
         pipe = self.pipeline()
         image = np.asarray(self.project.image(image_id))
         return pipe.run(image, self.image_labels(image_id), progress=progress)
+
+    def compute_proposals(self, image_id: str, *, on_stage: Callable[[str], None] | None = None,
+                          should_stop: Callable[[], bool] = lambda: False):
+        """Proposals of one image (call from a worker thread); None when ``should_stop()``
+        turned true before the last stage. In the child process when `in_process`."""
+        if self.in_process:
+            from napari_wsss.proposal_service import ProposalService
+
+            if self._service is None:
+                self._service = ProposalService(self.project.path, self._factory)
+            return self._service.compute(image_id, self.config, on_stage=on_stage,
+                                         should_stop=should_stop)
+
+        class _Stop(Exception):
+            pass
+
+        def progress(stage: str) -> None:
+            if should_stop():
+                raise _Stop
+            if on_stage is not None:
+                on_stage(stage)
+
+        try:
+            return self.compute(image_id, progress=progress)
+        except _Stop:
+            return None
 
     def store_proposals(self, image_id: str, proposals) -> None:
         """Save proposals (cams + masks); a new image becomes ``prelabelled``, a reviewed

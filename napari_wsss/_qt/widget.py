@@ -160,6 +160,7 @@ class AnnotationWidget(QWidget):
             self._flush()
             self.io.forget()
             self.layers.clear()
+            self.session.close()
         if not isinstance(project, Project):
             project = Project.open(Path(project))
         self.session = AnnotationSession(project, pipeline_factory=self._factory,
@@ -565,6 +566,8 @@ class AnnotationWidget(QWidget):
         if self.layers is not None:
             self.layers.stop()
         self.model.shutdown()
+        if self.session is not None:
+            self.session.close()
         for key in self._bound:
             self.viewer.bind_key(key, None)
         self._bound = []
