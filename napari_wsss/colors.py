@@ -6,8 +6,8 @@ colour as far as possible, in CIELAB, from all earlier ones), the 256-entry
 that a class is never mistaken for background, an unlabeled pixel or another class.
 Foreground class ``k`` (counting only foreground classes) gets table entry ``k``: the
 first classes get the most distinct colours. A background class is black (as in
-PASCAL VOC indexed masks; the panel draws it nearly transparent), and the ignore value
-``255`` keeps VOC's void cream ``(224, 224, 192)``.
+PASCAL VOC indexed masks; napari layers draw it nearly transparent, `BACKGROUND_ALPHA`),
+and the ignore value ``255`` keeps VOC's void cream ``(224, 224, 192)``.
 
 This module is Qt-free: the widget, the writer and the exporter all import it.
 """
@@ -18,14 +18,17 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["IGNORE", "BACKGROUND_RGB", "IGNORE_RGB", "glasbey_palette", "voc_palette",
-           "class_colors", "class_color", "mask_palette"]
+from .conventions import IGNORE, IGNORE_LAYER, MAX_CLASSES, class_to_layer
 
-IGNORE = 255
-"""Mask value for ignore / unlabeled / void pixels."""
+__all__ = ["BACKGROUND_RGB", "BACKGROUND_ALPHA", "IGNORE_RGB", "glasbey_palette", "voc_palette",
+           "class_colors", "class_color", "mask_palette", "labels_layer_colors"]
 
 BACKGROUND_RGB = (0, 0, 0)
-"""Colour of a background class (drawn nearly transparent in the viewer)."""
+"""Colour of a background class in masks and exports."""
+
+BACKGROUND_ALPHA = 0.12
+"""Alpha of the background class in napari Labels layers: an accepted image stays
+visible under its background (the layer's opacity multiplies this)."""
 
 IGNORE_RGB = (224, 224, 192)
 """Colour of the ignore value: PASCAL VOC's void entry 255."""
@@ -75,13 +78,13 @@ def voc_palette(n: int = 256) -> np.ndarray:
 
 
 def _check(n_classes: int, background: int | None) -> None:
+    if not 0 <= n_classes <= MAX_CLASSES:
+        raise ValueError(
+            f"class_colors: n_classes must be in 0..{MAX_CLASSES} "
+            f"(254 and 255 are the ignore values), got {n_classes}"
+        )
     if background not in (None, 0):
         raise ValueError(f"class_colors: background must be 0 or None, got {background!r}")
-    limit = 254 + (background is not None)
-    if not 0 <= n_classes <= limit:
-        raise ValueError(
-            f"class_colors: n_classes must be in 0..{limit} (255 is the ignore value), got {n_classes}"
-        )
 
 
 def class_colors(n_classes: int, *, background: int | None = None) -> np.ndarray:
@@ -90,7 +93,7 @@ def class_colors(n_classes: int, *, background: int | None = None) -> np.ndarray
     Parameters
     ----------
     n_classes : int
-        Number of classes ``C`` (at most 254 foreground classes; ``255`` is the ignore value).
+        Number of classes ``C`` (at most ``MAX_CLASSES`` = 254; 254 and 255 are the ignore values).
     background : int or None
         ``Project.background``: ``0`` when class 0 is background, else ``None``.
 
@@ -116,8 +119,8 @@ def class_color(c: int, *, background: int | None = None) -> tuple[float, float,
     elif c == background:
         rgb = BACKGROUND_RGB
     else:
-        if not 0 <= int(c) < IGNORE:
-            raise ValueError(f"class_color: class must be in 0..254 or {IGNORE}, got {c}")
+        if not 0 <= int(c) < MAX_CLASSES:
+            raise ValueError(f"class_color: class must be in 0..{MAX_CLASSES - 1} or {IGNORE}, got {c}")
         rgb = glasbey_palette()[int(c) - (background is not None and c > background)]
     return (*(float(v) / 255.0 for v in rgb), 1.0)
 
@@ -137,3 +140,21 @@ def mask_palette(n_classes: int, *, background: int | None = None) -> np.ndarray
     pal[:n_classes] = class_colors(n_classes, background=background)
     pal[IGNORE] = IGNORE_RGB
     return pal
+
+
+def labels_layer_colors(n_classes: int, *, background: int | None) -> dict:
+    """Colours of a napari Labels layer of this project, as napari's ``colormap`` dict.
+
+    Layer value of class ``c`` (``napari_wsss.conventions.class_to_layer``) -> its class
+    colour (the background class with alpha `BACKGROUND_ALPHA`), ``0`` (not painted) and
+    ``None`` (any other value) transparent, ``IGNORE_LAYER`` (painted "ignore") the VOC
+    void colour. Plain RGBA tuples: napari turns the dict into a ``DirectLabelColormap``,
+    and this module stays free of napari.
+    """
+    transparent = (0.0, 0.0, 0.0, 0.0)
+    colors = {None: transparent, 0: transparent, IGNORE_LAYER: class_color(IGNORE)}
+    values = class_to_layer(np.arange(n_classes, dtype=np.uint8))
+    for c, v in enumerate(values.tolist()):
+        r, g, b, a = class_color(c, background=background)
+        colors[v] = (r, g, b, BACKGROUND_ALPHA if c == background else a)
+    return colors

@@ -17,20 +17,22 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from napari_wsss.colors import IGNORE, class_colors, voc_palette
+from napari_wsss.atomic import atomic_write_text
+from napari_wsss.colors import class_colors, voc_palette
+from napari_wsss.conventions import IGNORE, PROPOSAL_STAGES, STAGES
 from napari_wsss.maskio import write_mask_file, write_ome_zarr
-from napari_wsss.store import MASK_STAGES, Project, split_corrections
+from napari_wsss.store import Project, split_corrections
 
 __all__ = [
     "EXPORT_FORMATS",
+    "ExportFormat",
     "EXPORT_SOURCES",
     "FALLBACK_ORDER",
     "ExportReport",
@@ -40,16 +42,53 @@ __all__ = [
     "classes_metadata",
 ]
 
-#: Output formats of :func:`export_project`.
-EXPORT_FORMATS = ("png", "tif", "ome-zarr")
-#: Mask sources: the filled corrections or any stored proposal stage.
-EXPORT_SOURCES = ("corrected", *MASK_STAGES)
 #: Statuses whose masks an annotator reviewed (the rest are proposals only).
 REVIEWED_STATUSES = ("accepted", "corrected")
-#: Default order in which proposals fill pixels the annotator left unlabeled.
-FALLBACK_ORDER = ("segmenter", "rw", "crf", "cam")
 
-_SUFFIX = {"png": ".png", "tif": ".tif", "ome-zarr": ".ome.zarr"}
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One output format of :func:`export_project` (a registry entry of `EXPORT_FORMATS`).
+
+    Attributes
+    ----------
+    name : str
+        What ``format=`` / ``--format`` / the panel's list take.
+    suffix : str
+        Appended to the mask's relative path (:func:`mask_relpath`).
+    description : str
+        One line for help texts and tooltips.
+    write : callable
+        ``write(path, mask, *, image, image_id, source, classes, background)`` writes one
+        image's mask (``(H, W)`` uint8, 255 = void) atomically.
+    """
+
+    name: str
+    suffix: str
+    description: str
+    write: Callable[..., object]
+
+
+def _write_indexed(path, mask, *, image, image_id, source, classes, background):
+    write_mask_file(path, mask, n_classes=len(classes), background=background)
+
+
+def _write_ome(path, mask, *, image, image_id, source, classes, background):
+    write_ome_zarr(path, image, mask, name=source, classes=classes, background=background, image_id=image_id)
+
+
+#: Output formats of :func:`export_project` by name (a new format is one entry here).
+EXPORT_FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("png", ".png", "indexed PNG with the class palette", _write_indexed),
+    ExportFormat("tif", ".tif", "palette TIFF (uint8, the same values)", _write_indexed),
+    ExportFormat("ome-zarr", ".ome.zarr", "OME-Zarr: the image with labels/<source>, class names and "
+                 "colours in image-label", _write_ome),
+)}
+#: Mask sources: the filled corrections or any stored proposal stage.
+EXPORT_SOURCES = ("corrected", *PROPOSAL_STAGES)
+#: Default order in which proposals fill pixels the annotator left unlabeled.
+FALLBACK_ORDER = tuple(reversed([name for name, stage in STAGES.items() if stage.fallback]))
+
 _BAD_PART = re.compile(r'[\\:*?"<>|\x00-\x1f]')
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -215,9 +254,9 @@ def _check_options(project, source, format, fallback, ids):
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
     fallback = tuple(fallback)
-    bad = [s for s in fallback if s not in MASK_STAGES]
+    bad = [s for s in fallback if s not in PROPOSAL_STAGES]
     if bad:
-        raise ValueError(f"unknown fallback stage(s) {bad}; valid: {', '.join(MASK_STAGES)}")
+        raise ValueError(f"unknown fallback stage(s) {bad}; valid: {', '.join(PROPOSAL_STAGES)}")
     if len(set(fallback)) != len(fallback):
         raise ValueError(f"fallback lists a stage twice: {list(fallback)}")
     all_ids = project.image_ids()
@@ -289,10 +328,11 @@ def export_project(
     source : str
         ``"corrected"`` (corrections, gaps filled from ``fallback``) or a proposal stage
         (``"cam"``, ``"crf"``, ``"rw"``, ``"segmenter"``, ``"explainer"``).
-    format : {"png", "tif", "ome-zarr"}
-        Indexed PNG with the class palette; palette TIFF (uint8, same values); or an
-        OME-Zarr image (the project image) with ``labels/<source>``: same values, class
-        names in ``image-label.properties`` and colours in ``image-label.colors``.
+    format : str
+        An `EXPORT_FORMATS` name: ``"png"`` indexed PNG with the class palette; ``"tif"``
+        palette TIFF (uint8, same values); ``"ome-zarr"`` an OME-Zarr image (the project
+        image) with ``labels/<source>``: same values, class names in
+        ``image-label.properties`` and colours in ``image-label.colors``.
     ids : sequence of str, optional
         Images to export (default: all, in project order).
     fallback : sequence of str
@@ -319,7 +359,7 @@ def export_project(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ExportReport(out_dir=out_dir, source=source, format=format)
-    n_classes, background = len(project.classes), project.background
+    background = project.background
     relpaths = _relpaths(ids)
     entries = {}
     for image_id in _progress(ids, progress):
@@ -335,12 +375,9 @@ def export_project(
         if mask is None:
             report.missing[image_id] = why
             continue
-        path = out_dir / (relpaths[image_id] + _SUFFIX[format])
-        if format == "ome-zarr":
-            write_ome_zarr(path, rec.image, mask, name=source, classes=project.classes,
-                           background=background, image_id=image_id)
-        else:
-            write_mask_file(path, mask, n_classes=n_classes, background=background)
+        path = out_dir / (relpaths[image_id] + EXPORT_FORMATS[format].suffix)
+        EXPORT_FORMATS[format].write(path, mask, image=rec.image, image_id=image_id, source=source,
+                                     classes=project.classes, background=background)
         report.files[image_id] = path
         report.pixels[image_id] = pixels
         (report.reviewed if reviewed else report.unreviewed).append(image_id)
@@ -394,21 +431,16 @@ def _report_progress(items, report):
 def _model_versions(project, image_id, pixels) -> dict:
     out = {}
     for stage, n in pixels.items():
-        if stage in MASK_STAGES and n:
+        if stage in PROPOSAL_STAGES and n:
             info = project.array_info(image_id, f"mask/{stage}")
             out[stage] = None if info is None else info.model_version
     return out
 
 
 def _write_json(path: Path, data) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _write_classes(out_dir: Path, classes, background) -> None:
-    tmp = out_dir / f".classes.txt.{os.getpid()}.tmp"
-    tmp.write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
-    os.replace(tmp, out_dir / "classes.txt")
+    atomic_write_text(out_dir / "classes.txt", "".join(f"{c}\n" for c in classes))
     _write_json(out_dir / "classes.json", classes_metadata(classes, background))

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from skimage.color import rgb2lab
 
-from napari_wsss.colors import (IGNORE, class_color, class_colors, glasbey_palette, mask_palette,
-                                voc_palette)
+from napari_wsss.colors import class_color, class_colors, glasbey_palette, mask_palette, voc_palette
+from napari_wsss.conventions import IGNORE
 
 
 def test_voc_palette_known_entries():

@@ -20,9 +20,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_wsss.colors import IGNORE, class_color
-
-from ._labels import IGNORE_LAYER, value_of_class
+from napari_wsss.colors import class_color
+from napari_wsss.conventions import IGNORE, IGNORE_LAYER, value_of_class
 
 __all__ = ["ClassPicker", "CLASS_KEYS", "class_key", "color_icon", "HEATMAP_PICKED"]
 

@@ -27,8 +27,7 @@ import logging
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ._labels import is_paintable
-from .session import IGNORE_VALUE
+from napari_wsss.conventions import IGNORE_LAYER, is_paintable
 
 __all__ = ["CorrectionsEditor", "SAVE_DELAY_MS", "RETRY_MS"]
 
@@ -136,7 +135,7 @@ class CorrectionsEditor(QObject):
             self._last_valid = value
             return
         message = (f"label {value} is not a class of this project: use 1..{n} "
-                   f"(one per class), 0 to erase or {IGNORE_VALUE} for ignore; "
+                   f"(one per class), 0 to erase or {IGNORE_LAYER} for ignore; "
                    f"back to {self._last_valid}")
         self.layer.selected_label = self._last_valid  # re-enters with a valid value
         self.refused.emit(message)
@@ -254,7 +253,7 @@ class CorrectionsEditor(QObject):
 
     def use_ignore_brush(self) -> None:
         """Paint mode with the "ignore" value (saved as 254: void in exports, ignored in training)."""
-        self.layer.selected_label = IGNORE_VALUE
+        self.layer.selected_label = IGNORE_LAYER
         self.layer.mode = "paint"
 
     def undo(self) -> None:

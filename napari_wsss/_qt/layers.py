@@ -30,28 +30,22 @@ from napari.layers import Image, Labels
 from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtCore import QTimer
 
-from napari_wsss.colors import IGNORE, class_color
+from napari_wsss.colors import class_color, labels_layer_colors
+from napari_wsss.conventions import STAGES, value_names
 
-from ._labels import value_names, value_of_class
-from .session import IGNORE_VALUE, MASK_STAGES, ImageView
+from .session import MASK_STAGES, ImageView
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["LayerSet", "labels_colormap", "heatmap_rgb", "STAGE_TITLES", "HEATMAP_ALL",
-           "HEATMAP_OFF", "BACKGROUND_ALPHA", "PROPOSAL_OPACITIES"]
+           "HEATMAP_OFF", "PROPOSAL_OPACITIES"]
 
 THUMBNAIL_DELAY_MS = 300
 """Layer-list thumbnails follow an image switch this much later (rapid switching
 through images does not pay for thumbnails nobody sees)."""
 
-STAGE_TITLES = {"cam": "prior (CAM)", "crf": "CRF", "rw": "random walk", "segmenter": "segmenter",
-                "explainer": "explainer"}
-TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
-
-BACKGROUND_ALPHA = 0.12
-"""Alpha of the background class's colour in the label layers: an accepted image stays
-visible under its background (the layer opacity multiplies this)."""
+STAGE_TITLES = {name: stage.title for name, stage in STAGES.items()}
 
 HEATMAP_ALL = "all"
 HEATMAP_OFF = "off"
@@ -62,13 +56,9 @@ PROPOSAL_OPACITIES = (0.45, 0.8, 0.2, 0.0)
 
 
 def labels_colormap(n_classes: int, *, background: int | None) -> DirectLabelColormap:
-    """Layer value ``c + 1`` -> class colour; ``0`` transparent; ignore in VOC cream;
-    the background class nearly transparent (`BACKGROUND_ALPHA`)."""
-    colors = {None: TRANSPARENT, 0: TRANSPARENT, IGNORE_VALUE: class_color(IGNORE)}
-    for c in range(n_classes):
-        r, g, b, a = class_color(c, background=background)
-        colors[value_of_class(c)] = (r, g, b, BACKGROUND_ALPHA if c == background else a)
-    return DirectLabelColormap(color_dict=colors)
+    """Layer value of class ``c`` -> class colour (the background class nearly transparent);
+    ``0`` transparent; ignore in VOC cream (`napari_wsss.colors.labels_layer_colors`)."""
+    return DirectLabelColormap(color_dict=labels_layer_colors(n_classes, background=background))
 
 
 def heatmap_rgb(cams: np.ndarray, colors: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
-from ._labels import class_of_value, is_paintable, value_of_class
+from napari_wsss.conventions import class_of_value, is_paintable, value_of_class
+
 from .classes import CLASS_KEYS, HEATMAP_PICKED, ClassPicker
 from .controls import ModelControls, PanelScrollArea, ProposalControls, ReviewControls
 from .editing import CorrectionsEditor

@@ -5,7 +5,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 
 from napari_wsss._qt import AnnotationWidget
-from napari_wsss._qt.session import IGNORE_VALUE
+from napari_wsss.conventions import IGNORE_LAYER as IGNORE_VALUE
 from napari_wsss.colors import class_color
 from napari_wsss.store import Project
 
