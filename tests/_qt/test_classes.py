@@ -131,3 +131,14 @@ def test_stroke_finished_is_signalled_once_per_stroke(make_napari_viewer, qtbot,
     assert got == ["a", "a", "a"]
     widget.next_image()  # loading another image is no stroke
     assert got == ["a", "a", "a"]
+
+
+def test_layer_values_and_names_follow_the_conventions():
+    from napari_wsss.conventions import (IGNORE, IGNORE_PAINTED, class_of_value, class_to_layer,
+                                         is_paintable, value_names, value_of_class)
+
+    classes = ["sky", "tree", "road"]
+    assert [value_of_class(c) for c in range(3)] == class_to_layer(np.arange(3, dtype=np.uint8)).tolist()
+    assert [class_of_value(v) for v in (1, 3, 0, IGNORE_VALUE)] == [0, 2, IGNORE, IGNORE_PAINTED]
+    assert [v for v in range(256) if is_paintable(v, 3)] == [0, 1, 2, 3, IGNORE_VALUE]
+    assert value_names(classes) == {0: "unlabeled", 1: "sky", 2: "tree", 3: "road", IGNORE_VALUE: "ignore"}
