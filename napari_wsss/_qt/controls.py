@@ -282,6 +282,15 @@ class ModelControls(QGroupBox):
         super().__init__("Model", parent)
         self.stage = QComboBox()
         self.stage.addItems([*TRAINING_STAGES, "all"])
+        self.stage.setToolTip("Model stage to train ('all': classifier, explainer, affinity, segmenter)")
+        self.epochs = _spin(0, 1000, 0, 1)
+        self.epochs.setSpecialValueText("default")
+        self.epochs.setToolTip("Epochs of each trained stage (default: the project's training config)")
+        self.minutes = _spin(0, 24 * 60, 0, 5)
+        self.minutes.setSpecialValueText("no limit")
+        self.minutes.setSuffix(" min")
+        self.minutes.setToolTip("Time budget: the run is stopped after this long. A stopped run's "
+                                "checkpoints are kept but new proposals keep the model they used")
         self.retrain_btn = QPushButton("Retrain")
         self.cancel_btn = QPushButton("Stop")
         self.cancel_btn.setEnabled(False)
@@ -312,8 +321,14 @@ class ModelControls(QGroupBox):
         row.addWidget(self.stage)
         row.addWidget(self.retrain_btn)
         row.addWidget(self.cancel_btn)
+        budget = QHBoxLayout()
+        budget.addWidget(QLabel("epochs"))
+        budget.addWidget(self.epochs)
+        budget.addWidget(QLabel("budget"))
+        budget.addWidget(self.minutes)
         lay = QVBoxLayout(self)
         lay.addLayout(row)
+        lay.addLayout(budget)
         lay.addWidget(self.progress)
         lay.addWidget(self.log)
         row2 = QHBoxLayout()
@@ -323,6 +338,10 @@ class ModelControls(QGroupBox):
         row2.addWidget(self.export_cancel_btn)
         lay.addLayout(row2)
         lay.addWidget(self.export_progress)
+
+    def train_options(self) -> list[str]:
+        """Trainer options the controls ask for (``--epochs N`` unless "default")."""
+        return ["--epochs", str(self.epochs.value())] if self.epochs.value() > 0 else []
 
     def set_running(self, running: bool) -> None:
         self.retrain_btn.setEnabled(not running)

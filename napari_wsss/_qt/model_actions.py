@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from napari.qt.threading import GeneratorWorker, thread_worker
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from .retrain import RetrainRunner, format_progress, train_command
 from .workers import Cancelled
@@ -73,11 +73,15 @@ class ModelActions(QObject):
         self._session = session
         self._flush = flush
         self.retrainer = RetrainRunner(self)
+        self.budget_timer = QTimer(self)
+        self.budget_timer.setSingleShot(True)
+        self.budget_timer.timeout.connect(self._budget_over)
+        self._stopped_by = None
         self.export_worker: GeneratorWorker | None = None
         self._export_outcome = "failed"
         c = controls
         c.retrain_requested.connect(self.retrain)
-        c.cancel_retrain_requested.connect(self.retrainer.cancel)
+        c.cancel_retrain_requested.connect(self.stop_training)
         c.cancel_export_requested.connect(self.cancel_export)
         self.retrainer.progress.connect(lambda p: c.show_progress(p, format_progress(p)))
         self.retrainer.log.connect(c.log.appendPlainText)
@@ -91,16 +95,36 @@ class ModelActions(QObject):
             return
         self._flush()
         self.controls.set_running(True)
-        self.retrainer.start(argv or train_command(session.project.path, stage))
+        self._stopped_by = None
+        self.retrainer.start(argv or train_command(session.project.path, stage,
+                                                   *self.controls.train_options()))
+        minutes = self.controls.minutes.value()
+        if minutes > 0:
+            self.budget_timer.start(int(minutes * 60_000))
+
+    def stop_training(self, why: str = "you") -> None:
+        """Stop the trainer (the Stop button, or the time budget)."""
+        if self.retrainer.is_running():
+            self._stopped_by = why
+            self.retrainer.cancel()
+
+    def _budget_over(self) -> None:
+        self.stop_training("the time budget")
 
     def _retrain_finished(self, code: int) -> None:
+        self.budget_timer.stop()
         self.controls.set_running(False)
         session = self._session()
-        if code == 0 and session is not None:
+        if code == 0 and session is not None and self._stopped_by is None:
             session.invalidate_pipeline()
             self.controls.log.appendPlainText("training finished: new proposals use the new model")
+        elif self._stopped_by is not None:
+            text = (f"training stopped by {self._stopped_by}: proposals in this session keep the "
+                    "model loaded before (the run's checkpoints stay in the project)")
+            self.controls.log.appendPlainText(text)
+            self.message.emit(text)
         else:
-            self.controls.log.appendPlainText(f"training stopped (exit code {code})")
+            self.controls.log.appendPlainText(f"training failed (exit code {code})")
 
     # ------------------------------------------------------------------ export
     def export(self, out_dir, *, format: str | None = None,
