@@ -27,6 +27,7 @@ Needs a display; on a headless machine::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -142,6 +143,7 @@ def bench_switch(project, switches: int, window=WINDOW) -> tuple[list[float], li
     viewer, widget = _viewer(project, window)
     app = QApplication.instance()
     ids = project.image_ids()
+    widget.show_image(ids[0])  # (the panel opens at the image edited last: the last one built)
     for _ in range(3):  # warm-up: first texture uploads, shader compilation
         widget.next_image()
         _settle(app, 0.2)
@@ -244,7 +246,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
     root = _msrc_root(args.data)
     say = (lambda *a, **k: None) if args.json else print
-    with tempfile.TemporaryDirectory() as tmp:
+    # with --json nothing but the JSON line goes to stdout (napari prints notifications there)
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet, tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         project = build_project(Path(tmp) / "bench.zarr", root, args.images, args.size)
         h, w = project.image_shape(project.image_ids()[0])
