@@ -312,13 +312,15 @@ class AnnotationWidget(QWidget):
         self.nav.select(image_id)
         self._show_state()
         self.image_shown.emit(image_id)
-        self._prefetch()
+        self._prefetch(previous)
 
-    def _prefetch(self) -> None:
+    def _prefetch(self, left: str | None = None) -> None:
+        """Read the neighbours ahead, except the image just left: its save was just queued,
+        and re-reading it competes with the switch for the CPU on small machines."""
         ids, cur = self._visible_ids(), self.current
-        for target in (self.session.step(cur, 1, ids), self.session.step(cur, -1, ids),
-                       self.session.next_unreviewed(cur, ids)):
-            if target is not None and target != cur:
+        for target in (self.session.step(cur, 1, ids), self.session.next_unreviewed(cur, ids),
+                       self.session.step(cur, -1, ids)):
+            if target is not None and target not in (cur, left):
                 self.io.prefetch(target)
 
     def _step(self, offset: int) -> None:
