@@ -54,7 +54,13 @@ from trainer.losses import ClassifierLoss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _loop_quality import correction_quality, quality_table, summarize_seeds  # noqa: E402
+from _loop_quality import (  # noqa: E402
+    correction_quality,
+    quality_table,
+    shapes_correction_quality,
+    shapes_table,
+    summarize_seeds,
+)
 
 __all__ = ["throughput", "matrix", "memory_probe", "PeakRSS", "correction_quality", "summarize_seeds"]
 
@@ -305,6 +311,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-probe", choices=LOOPS, help=argparse.SUPPRESS)
     p.add_argument("--quality", action="store_true",
                    help="run the MSRC-v2 correction benchmark instead of the throughput one")
+    p.add_argument("--dataset", choices=("msrc", "shapes"), default="msrc",
+                   help="quality: MSRC-v2 (no background) or the shapes sample (background; pseudo-masks "
+                        "at the project's default threshold, pixel-loss background rules compared)")
     p.add_argument("--work", default="/tmp/wsss-loop", help="quality: projects, checkpoints, CAMs")
     p.add_argument("--epochs", type=int, default=6, help="quality: classifier epochs")
     p.add_argument("--subset", type=int, default=None, help="quality: use only this many images")
@@ -322,6 +331,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _quality(a: argparse.Namespace) -> None:
     seeds = a.seeds if a.seeds is not None else [a.seed]
+    if a.dataset == "shapes":
+        rows = [r for s in seeds for r in shapes_correction_quality(
+            work=a.work, fractions=a.fractions, epochs=a.epochs, seed=s, pixel_weight=a.pixel_weight,
+            threads=a.threads or 1)]
+        print(f"shapes correction quality: {a.epochs} epochs, seed(s) {' '.join(map(str, seeds))}, "
+              f"pixel_weight {a.pixel_weight}")
+        print(shapes_table(rows), flush=True)
+        return
     runs = [correction_quality(work=a.work, fractions=a.fractions, epochs=a.epochs, subset=a.subset,
                                seed=s, pixel_weight=a.pixel_weight, threads=a.threads or 2,
                                crf=None if a.crf is None else json.loads(a.crf))

@@ -14,15 +14,24 @@ __all__ = ["main", "build_parser"]
 def _pipeline_config(args):
     from .pipeline import PipelineConfig
 
-    kw = dict(method=args.method, refine=[s for s in args.refine.split(",") if s],
-              cam_threshold=args.threshold)
+    kw = dict(method=args.method, cam_threshold=_threshold(args.threshold))
+    if args.refine is not None:  # the user's stages, even those the calibration turned off
+        kw.update(refine=[s for s in args.refine.split(",") if s], apply_calibration=False)
     if args.scales:
         kw["scales"] = [float(s) for s in args.scales.split(",")]
     if args.no_flip:
         kw["flip"] = False
-    if args.max_side is not None:
-        kw["max_side"] = args.max_side or None
+    if args.max_side is not None:  # the user's size for every model instead of its training scale
+        kw["max_side"], kw["scale"] = args.max_side or None, "config"
     return PipelineConfig.from_dict(kw)
+
+
+def _threshold(value: str):
+    """``--threshold``: a number, ``auto`` or a rule name (checked by ``PipelineConfig``)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
@@ -33,14 +42,25 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="cam", choices=sorted((*METHODS, EXPLAINER)),
                    help="CAM method, or 'explainer': the trained Explainer's masks as class maps "
                         "(default: cam)")
-    p.add_argument("--refine", default=",".join(PipelineConfig().refine),
-                   help=f"comma-separated refinement stages: {', '.join(REFINE_STAGES)} (default: all; "
+    p.add_argument("--refine", default=None,
+                   help=f"comma-separated refinement stages: {', '.join(REFINE_STAGES)} (default: all "
+                        "but any the project's calibration found to lower quality on its corrected images; "
                         f"{' / '.join(s.name for s in STAGES.values() if s.model)} only where one is trained)")
     p.add_argument("--scales", default=None, help="TTA scales, e.g. 1,0.5,1.5,2 (default)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip TTA")
-    p.add_argument("--threshold", type=float, default=PipelineConfig().cam_threshold,
-                   help="background threshold on normalised CAMs (background projects)")
-    p.add_argument("--max-side", type=int, default=None, help="resize long side for inference (0 = never)")
+    p.add_argument("--threshold", default="auto",
+                   help="background threshold on normalised CAMs (background projects): a number, or "
+                        "'auto' (default: the best on the project's corrected pixels when there are "
+                        "enough, else a per-image rule; see napari_wsss.calibrate), or a rule name")
+    p.add_argument("--max-side", type=int, default=None,
+                   help="resize the long side to at most this for inference (0 = never) instead of "
+                        "running each model at the scale it was trained at (the default)")
+
+
+def _add_background_class(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--background-class", metavar="NAME",
+                   help="the labels' background class (e.g. null); it becomes class 0 'background' "
+                        "(implies --background)")
 
 
 def _distributed() -> tuple[int, int]:
@@ -66,14 +86,15 @@ def _barrier(world: int) -> None:
 def cmd_ingest(args) -> int:
     from .ingest import ingest_folder
 
-    report = ingest_folder(args.project, args.images, args.labels, background=args.background)
+    report = ingest_folder(args.project, args.images, args.labels, background=args.background,
+                           background_class=args.background_class)
     print(report)
     return 0
 
 
 def cmd_prelabel(args) -> int:
     from .pipeline import Pipeline, prelabel
-    from .store import Project, checkpoint_version
+    from .store import Project
 
     rank, world = _distributed()
     project_path = Path(args.project)
@@ -81,21 +102,18 @@ def cmd_prelabel(args) -> int:
     if rank == 0 and args.images is not None:
         from .ingest import ingest_folder
 
-        report = ingest_folder(project_path, args.images, args.labels, background=args.background)
+        report = ingest_folder(project_path, args.images, args.labels, background=args.background,
+                               background_class=args.background_class)
         print(report, file=sys.stderr)
         ingest_errors = [str(e) for e in getattr(report, "errors", [])]
     _barrier(world)
     project = Project.open(project_path)
     config = _pipeline_config(args)
-    if args.checkpoint:
-        from .models import load_classifier
-
-        model = load_classifier(args.checkpoint, args.device, classes=project.classes)
-        pipe = Pipeline(model, project.classes, project.background, config,
-                        model_version=checkpoint_version(args.checkpoint))
-    else:
-        pipe = Pipeline.from_project(project, config, device=args.device)
-    report = prelabel(project, pipeline=pipe, force=args.force, batch_size=args.batch_size, rank=rank,
+    ids = _selected_ids(args, project)
+    pipe = Pipeline.from_project(project, config, device=args.device, classifier=args.checkpoint)
+    if rank == 0 and args.checkpoint:
+        print(_models_line(pipe), file=sys.stderr)
+    report = prelabel(project, pipeline=pipe, ids=ids, force=args.force, batch_size=args.batch_size, rank=rank,
                       world_size=world, progress=not args.quiet)
     by_rank = {0: list(report.done)}
     if world > 1:
@@ -121,6 +139,33 @@ def cmd_prelabel(args) -> int:
         for e in ingest_errors:
             print(f"  INGEST ERROR {e}")
     return 1 if (report.failed or ingest_errors) and not args.allow_failures else 0
+
+
+def _selected_ids(args, project) -> list[str] | None:
+    """``--ids a,b`` and / or ``--ids-file F`` (one id per line); every id must be in the project."""
+    if not args.ids and not args.ids_file:
+        return None
+    ids = [i.strip() for i in (args.ids or "").split(",") if i.strip()]
+    where = "--ids"
+    if args.ids_file:
+        path = Path(args.ids_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--ids-file {path} does not exist")
+        ids += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        where = f"--ids-file {path}" if not args.ids else f"--ids / --ids-file {path}"
+    missing = [i for i in ids if i not in project]
+    if missing:
+        raise ValueError(f"{where}: {len(missing)} id(s) not in project {project.path}: "
+                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    return list(dict.fromkeys(ids))
+
+
+def _models_line(pipe) -> str:
+    kept = ", ".join(f"{v}" for s, v in pipe.models.items() if s != "classifier") or "none"
+    line = f"--checkpoint: classifier {pipe.models['classifier']}; keeps the project's {kept}"
+    for stage, why in pipe.dropped.items():
+        line += f"; drops the project's {stage} ({why})"
+    return line
 
 
 def cmd_train(args, argv) -> int:
@@ -176,14 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="labels CSV (id/filename + one 0/1 column per class, or a labels column)")
     p.add_argument("--project", required=True, help="project directory (*.zarr)")
     p.add_argument("--background", action="store_true", help="the project has a background class")
+    _add_background_class(p)
 
     p = sub.add_parser("prelabel", help="compute CAMs and pseudo-masks for every image of a project")
     p.add_argument("images", nargs="?", help="image folder to ingest first (optional for an existing project)")
     p.add_argument("--labels", help="labels CSV for the image folder")
     p.add_argument("--project", required=True, help="project directory (*.zarr), created if missing")
     p.add_argument("--background", action="store_true", help="new project with a background class")
-    p.add_argument("--checkpoint", help="classifier checkpoint (default: the project's latest)")
+    _add_background_class(p)
+    p.add_argument("--checkpoint", help="classifier checkpoint (default: the project's latest); the "
+                        "project's AffinityNet and segmenter are kept, its Explainer only if it "
+                        "explains this checkpoint (the run says which)")
     p.add_argument("--force", action="store_true", help="recompute images already done")
+    p.add_argument("--ids", help="only these image ids (comma-separated)")
+    p.add_argument("--ids-file", help="only the image ids listed in this file (one per line)")
     p.add_argument("--batch-size", type=int, default=4,
                    help="images whose CAMs are computed in one batched pass (default: 4)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when present)")

@@ -259,14 +259,18 @@ def _check_options(project, source, format, fallback, ids):
         raise ValueError(f"unknown fallback stage(s) {bad}; valid: {', '.join(PROPOSAL_STAGES)}")
     if len(set(fallback)) != len(fallback):
         raise ValueError(f"fallback lists a stage twice: {list(fallback)}")
-    all_ids = project.image_ids()
+    return fallback, select_ids(project, ids)
+
+
+def select_ids(project, ids) -> list[str]:
+    """``ids`` as a list (all of the project's by default); unknown ids raise KeyError naming them."""
     if ids is None:
-        return fallback, all_ids
+        return project.image_ids()
     ids = [ids] if isinstance(ids, str) else list(ids)
     unknown = [i for i in ids if i not in project]
     if unknown:
         raise KeyError(f"image id(s) not in project {project.path}: {unknown}")
-    return fallback, ids
+    return ids
 
 
 def _open(project) -> Project:
@@ -359,7 +363,6 @@ def export_project(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ExportReport(out_dir=out_dir, source=source, format=format)
-    background = project.background
     relpaths = _relpaths(ids)
     entries = {}
     for image_id in _progress(ids, progress):
@@ -371,41 +374,56 @@ def export_project(
         if reviewed_only and not reviewed:
             report.not_reviewed.append(image_id)
             continue
-        mask, pixels, why = _image_mask(rec, source, fallback)
-        if mask is None:
-            report.missing[image_id] = why
-            continue
-        path = out_dir / (relpaths[image_id] + EXPORT_FORMATS[format].suffix)
-        EXPORT_FORMATS[format].write(path, mask, image=rec.image, image_id=image_id, source=source,
-                                     classes=project.classes, background=background)
-        report.files[image_id] = path
-        report.pixels[image_id] = pixels
-        (report.reviewed if reviewed else report.unreviewed).append(image_id)
-        entries[image_id] = {
-            "file": path.relative_to(out_dir).as_posix(),
-            "status": rec.status.status,
-            "pixels": pixels,
-            "model_versions": _model_versions(project, image_id, pixels),
-        }
-    _write_classes(out_dir, project.classes, background)
-    report.metadata = _write_json(out_dir / "export.json", {
+        entry = _export_image(project, rec, out_dir / (relpaths[image_id] + EXPORT_FORMATS[format].suffix),
+                              source=source, format=format, fallback=fallback, report=report)
+        if entry is not None:
+            entries[image_id] = entry
+            (report.reviewed if reviewed else report.unreviewed).append(image_id)
+    _write_classes(out_dir, project.classes, project.background)
+    report.metadata = _write_metadata(project, out_dir, report, entries, fallback=fallback,
+                                      include_skipped=include_skipped, reviewed_only=reviewed_only)
+    return report
+
+
+def _export_image(project, rec, path: Path, *, source, format, fallback, report: ExportReport) -> dict | None:
+    """Write one image's mask to ``path``; its ``export.json`` entry (None: nothing to write,
+    the reason recorded in ``report.missing``)."""
+    mask, pixels, why = _image_mask(rec, source, fallback)
+    if mask is None:
+        report.missing[rec.image_id] = why
+        return None
+    EXPORT_FORMATS[format].write(path, mask, image=rec.image, image_id=rec.image_id, source=source,
+                                 classes=project.classes, background=project.background)
+    report.files[rec.image_id] = path
+    report.pixels[rec.image_id] = pixels
+    return {
+        "file": path.relative_to(report.out_dir).as_posix(),
+        "status": rec.status.status,
+        "pixels": pixels,
+        "model_versions": _model_versions(project, rec.image_id, pixels),
+    }
+
+
+def _write_metadata(project, out_dir: Path, report: ExportReport, entries: dict, *, fallback,
+                    include_skipped: bool, reviewed_only: bool = False) -> Path:
+    """``export.json``: what was exported from where, per image and in total."""
+    return _write_json(out_dir / "export.json", {
         "napari_wsss_export": 1,
         "project": str(project.path),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": source,
-        "format": format,
-        "fallback": list(fallback) if source == "corrected" else [],
+        "source": report.source,
+        "format": report.format,
+        "fallback": list(fallback) if report.source == "corrected" else [],
         "include_skipped": include_skipped,
         "reviewed_only": reviewed_only,
         "from_review": len(report.reviewed),
         "from_proposals_only": len(report.unreviewed),
-        **classes_metadata(project.classes, background),
+        **classes_metadata(project.classes, project.background),
         "images": entries,
         "totals": report.totals(),
         "missing": dict(report.missing),
         "skipped": list(report.skipped),
     })
-    return report
 
 
 def _progress(items, show, desc: str = "export"):

@@ -25,7 +25,11 @@ from pathlib import Path
 from .io import is_image_file, read_image
 from .store import Project, image_sha1
 
-__all__ = ["ingest_folder", "IngestReport", "Issue"]
+__all__ = ["ingest_folder", "IngestReport", "Issue", "BACKGROUND_NAMES"]
+
+#: Class names that mean "background" in common datasets (CCP calls it ``null``): a labels
+#: table with one of these is never silently turned into a foreground class.
+BACKGROUND_NAMES = ("background", "null")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class IngestReport:
     changed: list[str] = field(default_factory=list)
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
+    background_note: str = ""
+    labels: object = None  # napari_wsss.informativeness.LabelReport of the whole project
 
     @property
     def ok(self) -> bool:
@@ -73,12 +79,17 @@ class IngestReport:
             f"{len(self.changed)} changed on disk (not replaced), {len(self.errors)} errors, "
             f"{len(self.warnings)} warnings"
         ]
+        if self.background_note:
+            lines.append(self.background_note)
+        if self.labels is not None and str(self.labels):
+            lines.append(str(self.labels))
         lines += [f"ERROR {e}" for e in self.errors] + [f"warning {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
 def ingest_folder(project_or_path, images_dir, labels_csv=None, *, classes=None,
-                  background: bool = False, update_labels: bool = False) -> IngestReport:
+                  background: bool = False, background_class: str | None = None,
+                  update_labels: bool = False) -> IngestReport:
     """Add the images of a folder, with their image-level labels, to a project.
 
     Parameters
@@ -93,7 +104,14 @@ def ingest_folder(project_or_path, images_dir, labels_csv=None, *, classes=None,
     classes : sequence of str, optional
         Class names of a new project (checked against the labels of an existing one).
     background : bool
-        Whether a new project has a background class.
+        Whether a new project has a background class. A class column (or folder) named
+        as in :data:`BACKGROUND_NAMES` is then taken as the background; without
+        ``background`` such a column is an error, never a silent foreground class.
+    background_class : str, optional
+        The name of the labels table's background class (e.g. ``"null"``); implies
+        ``background``. It becomes class 0 (``'background'``) of the project, so the class
+        indices of the other columns keep their order. ``report.background_note`` says which
+        class is background.
     update_labels : bool
         Replace the labels of images already in the project when the input differs
         (default: keep them and warn).
@@ -111,14 +129,19 @@ def ingest_folder(project_or_path, images_dir, labels_csv=None, *, classes=None,
     else:
         names, rows = _read_class_folders(images_dir, warnings)
     source = labels_csv or images_dir
-    project = _open_or_create(project_or_path, classes, names, background, source)
-    report = IngestReport(project, errors=errors, warnings=warnings)
+    names, rows, column, project = _background_column(project_or_path, classes, names, rows, background,
+                                                      background_class, source)
+    report = IngestReport(project, errors=errors, warnings=warnings,
+                          background_note=_background_note(project, column, source))
     unknown = [n for n in names if n not in project.classes]
     if unknown:
         report.errors.append(Issue(str(source), f"unknown classes {unknown}; valid: "
                                                 f"{', '.join(project.classes)}"))
     for image_id, (files, labels, where) in rows.items():
         _ingest_one(report, image_id, files, labels, where, update_labels)
+    from .informativeness import label_report
+
+    report.labels = label_report(project)
     return report
 
 
@@ -207,6 +230,59 @@ def _read_class_folders(images_dir: Path, warnings: list):
 
 
 # -- the project ---------------------------------------------------------------------------
+def _background_column(project_or_path, classes, names, rows, background, background_class, source):
+    """Find the labels table's background class, open / create the project, and rename that
+    class to the project's background name in ``names`` and ``rows``.
+
+    Returns ``(names, rows, column, project)``; ``column`` is the table's background name or None.
+    """
+    if background_class is not None:
+        if background_class not in names:
+            raise ValueError(f"{source}: no class {background_class!r} to use as background "
+                             f"(--background-class); classes: {', '.join(names)}")
+        column = background_class
+    else:
+        found = [n for n in names if n.strip().lower() in BACKGROUND_NAMES]
+        if len(found) > 1:
+            raise ValueError(f"{source}: classes {found} all look like background: pass "
+                             "--background-class NAME (background_class=NAME) to say which")
+        column = found[0] if found else None
+    existing = isinstance(project_or_path, Project) or Path(project_or_path).exists()
+    if existing:
+        project = _open_or_create(project_or_path, classes, names, background, source)
+        if project.background is None:
+            if background_class is not None:
+                raise ValueError(f"project {project.path} has no background class; "
+                                 f"--background-class {background_class} cannot apply")
+            return names, rows, None, project  # an existing foreground class of that name
+    else:
+        if column is not None and not (background or background_class is not None):
+            raise ValueError(
+                f"{source} lists a class {column!r}, the usual name of background: pass "
+                f"--background-class {column} (background_class={column!r}) to make it the "
+                "background class (class 0), or rename it if it is an object class")
+        fg = [n for n in names if n != column]
+        project = _open_or_create(project_or_path, classes, fg, background or column is not None, source)
+    if column is None:
+        return names, rows, None, project
+    bg_name = project.classes[project.background]
+    names = [bg_name if n == column else n for n in names]
+    rows = {i: (files, [bg_name if lab == column else lab for lab in labels], where)
+            for i, (files, labels, where) in rows.items()}
+    return names, rows, column, project
+
+
+def _background_note(project: Project, column: str | None, source) -> str:
+    if project.background is None:
+        return ("no background class: every pixel belongs to one of its image's labels "
+                "(pass --background-class NAME for a dataset with background)")
+    name = project.classes[project.background]
+    if column is None:
+        return (f"background: class {project.background} {name!r} (no background column in {source}; "
+                "pixels with low CAM scores become background)")
+    return f"background: {source}'s class {column!r} is the project's class {project.background} {name!r}"
+
+
 def _open_or_create(project_or_path, classes, names, background, source) -> Project:
     if isinstance(project_or_path, Project):
         project = project_or_path

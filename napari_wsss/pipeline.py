@@ -21,6 +21,7 @@ from . import cams as cam_engine
 from .conventions import STAGES
 from .device import resolve_device
 from .models import explainer_maps, load_affinity, load_classifier, load_explainer, load_segmenter
+from .models.scale import model_input, scale_rule
 from .pipeline_config import EXPLAINER, CRFOptions, PipelineConfig, RWOptions
 from .proposal_stages import StageWork
 from .refine.background import scores_with_background
@@ -109,35 +110,98 @@ class Pipeline:
         self.affinity = affinity.to(self.device).eval() if affinity is not None else None
         self.segmenter = segmenter.to(self.device).eval() if segmenter is not None else None
         self.explainer = explainer.to(self.device).eval() if explainer is not None else None
+        #: stage -> checkpoint version of the models in use, and stage -> why a project model is not
+        #: (set by :meth:`from_project`)
+        self.models: dict[str, str] = {"classifier": model_version}
+        self.dropped: dict[str, str] = {}
+        #: the project's pipeline defaults (``Project.read_calibration``), set by :meth:`from_project`
+        self.calibration: dict | None = None
         if self.config.method == EXPLAINER and self.explainer is None:
             raise ValueError("method 'explainer' needs a trained explainer: train one with "
                              "`napari-wsss train PROJECT --stage explainer`")
 
     @classmethod
-    def from_project(cls, project, config: PipelineConfig | None = None, *, device=None) -> "Pipeline":
+    def from_project(cls, project, config: PipelineConfig | None = None, *, device=None,
+                     classifier=None) -> "Pipeline":
         """The project's latest trained models (classifier required; affinity, segmenter,
-        explainer if any)."""
+        explainer if any).
+
+        ``classifier`` (a checkpoint file) replaces the project's classifier: the project's
+        AffinityNet and segmenter are kept (they read the image, not the classifier), its
+        Explainer only if it was trained to explain that same checkpoint. ``pipeline.models``
+        (stage -> version) and ``pipeline.dropped`` (stage -> reason) say which.
+        """
         device = resolve_device(device)
-        path = project.latest_checkpoint("classifier")
+        path = project.latest_checkpoint("classifier") if classifier is None else classifier
         if path is None:
             raise FileNotFoundError(
                 f"project {project.path} has no classifier yet: train one with "
                 f"`napari-wsss train {project.path} --stage classifier`"
             )
-        model = load_classifier(project, device)
-        affinity = segmenter = None
-        if project.latest_checkpoint("affinity") is not None:
-            affinity = load_affinity(project, device)
-        if project.latest_checkpoint("segmenter") is not None:
-            segmenter = load_segmenter(project, device)
-        explainer = None
-        if project.latest_checkpoint("explainer") is not None:
-            explainer = load_explainer(project, device)
-        return cls(model, project.classes, project.background, config,
+        if classifier is None:
+            model = load_classifier(project, device)
+        else:
+            model = load_classifier(classifier, device, classes=project.classes)
+        models, dropped = {"classifier": checkpoint_version(path)}, {}
+        affinity = segmenter = explainer = None
+        if (p := project.latest_checkpoint("affinity")) is not None:
+            affinity, models["affinity"] = load_affinity(project, device), checkpoint_version(p)
+        if (p := project.latest_checkpoint("segmenter")) is not None:
+            segmenter, models["segmenter"] = load_segmenter(project, device), checkpoint_version(p)
+        if (p := project.latest_checkpoint("explainer")) is not None:
+            explains = _explained_classifier(p)
+            if classifier is None or explains == checkpoint_version(classifier):
+                explainer, models["explainer"] = load_explainer(project, device), checkpoint_version(p)
+            else:
+                dropped["explainer"] = f"{checkpoint_version(p)} explains classifier {explains or '?'}, not {path}"
+        pipe = cls(model, project.classes, project.background, config,
                    model_version=checkpoint_version(path), affinity=affinity, segmenter=segmenter,
                    explainer=explainer, device=device)
+        pipe.models, pipe.dropped = models, dropped
+        pipe.set_calibration(project.read_calibration())
+        return pipe
+
+    def set_calibration(self, calibration: dict | None) -> None:
+        """Use a project's calibration (``"auto"`` threshold; with ``apply_calibration`` the
+        refinement stages it turned off are left out of ``config.refine``)."""
+        self.calibration = calibration
+        off = (calibration or {}).get("refine_off") or {}
+        if self.config.apply_calibration and off:
+            self.config = self.config.replace(refine=tuple(s for s in self.config.refine if s not in off))
+
+    def with_config(self, **changes) -> "Pipeline":
+        """The same models with ``config.replace(**changes)`` (and the same calibration)."""
+        import copy
+
+        other = copy.copy(self)
+        other.config = self.config.replace(**changes)
+        return other
+
+    def threshold(self, cams: np.ndarray) -> float:
+        """The background threshold of an image with normalised CAMs ``cams`` (K, H, W)."""
+        from .refine.threshold import DEFAULT_RULE, image_threshold
+
+        t = self.config.cam_threshold
+        if t == "auto":
+            t = (self.calibration or {}).get("cam_threshold") or DEFAULT_RULE
+        return image_threshold(cams, t) if isinstance(t, str) else float(t)
 
     # -- CAMs ------------------------------------------------------------------------
+    def _rule(self, model):
+        """The scale rule ``model`` was trained at, or None (then ``max_side`` / ``min_side``)."""
+        return scale_rule(model) if self.config.scale == "model" else None
+
+    def _model_input(self, model, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Normalised batch of same-size images at the inference size of ``model``."""
+        rule = self._rule(model)
+        if rule is not None:
+            return torch.cat([model_input(image, self.device, rule) for image in images])
+        x = torch.cat([to_tensor(image, self.device) for image in images])
+        size = self._inference_size(*x.shape[-2:])
+        if size != tuple(x.shape[-2:]):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return x
+
     def _inference_size(self, h: int, w: int) -> tuple[int, int]:
         scale = 1.0
         if self.config.max_side and max(h, w) > self.config.max_side:
@@ -165,10 +229,7 @@ class Pipeline:
                 groups.setdefault((h, w), []).append(i)
         cfg = self.config
         for (h, w), idx in groups.items():
-            x = torch.cat([to_tensor(images[i], self.device) for i in idx])
-            size = self._inference_size(h, w)
-            if size != (h, w):
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            x = self._model_input(self.model, [images[i] for i in idx])
             targets = [[int(c) for c in labels[i]] for i in idx]
             with torch.inference_mode(mode=not cam_engine.METHODS[cfg.method].needs_grad):
                 maps = cam_engine.compute_tta(self.model, x, targets, method=cfg.method, scales=cfg.scales,
@@ -184,10 +245,7 @@ class Pipeline:
         labels = [int(c) for c in labels]
         if not labels:
             return np.zeros((0, h, w), np.float32)
-        x = to_tensor(image, self.device)
-        size = self._inference_size(h, w)
-        if size != (h, w):
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = self._model_input(self.explainer, [image])
         maps = explainer_maps(self.explainer, x, labels)
         return cam_engine.upsample(maps[None], (h, w))[0].clamp(0, 1).cpu().numpy()
 
@@ -230,12 +288,18 @@ class Pipeline:
         model = STAGES[stage].model
         return model is None or getattr(self, model) is not None
 
+    def proposals_from_cams(self, image: np.ndarray, labels, cams: np.ndarray) -> Proposals:
+        """:meth:`run` on CAMs already computed (``cams`` of the sorted ``labels``)."""
+        image, labels = self._inputs(image, labels)
+        return self._proposals(image, labels, np.asarray(cams, np.float32), lambda stage: None)
+
     def _proposals(self, image: np.ndarray, labels: np.ndarray, cams: np.ndarray,
                    note: Callable[[str], None]) -> Proposals:
         cfg = self.config
+        thr = self.threshold(cams) if self.background is not None else 0.0
         scores, cls = scores_with_background(cams, labels, background=self.background,
-                                             method="threshold", threshold=cfg.cam_threshold)
-        work = StageWork(image, labels, cams, scores, cls)
+                                             method="threshold", threshold=thr)
+        work = StageWork(image, labels, cams, scores, cls, threshold=thr)
         masks = {}
         for name, stage in STAGES.items():  # registry order: each may use the previous ones
             if name != "cam" and (name not in cfg.refine or not self.has_model(name)):
@@ -250,13 +314,22 @@ class Pipeline:
         stride = int(rw.pop("stride", 4))
         radius = int(rw.pop("radius", 5))
         h, w = image.shape[:2]
-        if self.affinity is not None:
-            graph = build_affinity(image, model=self.affinity)
+        if self.affinity is not None:  # at its training scale; the walk comes back to (h, w)
+            graph = self.affinity.affinity_graph(self._model_input(self.affinity, [image]))
         else:
             grid = (max(1, round(h / stride)), max(1, round(w / stride)))
             graph = build_affinity(image, shape=grid, radius=radius)
         # Scores already hold the background slice (if any): walk them as they are.
         return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw).mask
+
+
+def _explained_classifier(explainer_path) -> str | None:
+    """The version of the classifier an Explainer checkpoint explains (or None)."""
+    state = torch.load(explainer_path, map_location="cpu", weights_only=True)
+    if state.get("classifier_version"):
+        return state["classifier_version"]
+    path = (state.get("config") or {}).get("explainer", {}).get("classifier_checkpoint")
+    return checkpoint_version(path) if path else None
 
 
 def save_proposals(project, image_id: str, proposals: Proposals, *, status: bool = True) -> None:
@@ -286,6 +359,29 @@ class PrelabelReport:
         return "\n".join(lines)
 
 
+def calibrate_project(project, pipeline: Pipeline, *, write: bool = True) -> dict:
+    """The project's calibration for ``pipeline``'s models: the stored one when it was chosen
+    for the same models and corrections, else :func:`napari_wsss.calibrate.choose_defaults`
+    (stored when ``write``)."""
+    from .calibrate import _corrected, choose_defaults
+
+    corrected = _corrected(project)
+    from .refine.threshold import DEFAULT_RULE
+
+    key = {"models": dict(pipeline.models), "rule": DEFAULT_RULE,
+           "corrections": [[iid, int((lab != 255).sum())] for iid, lab in corrected]}
+    stored = project.read_calibration()
+    if stored is not None and stored.get("key") == key:
+        return stored
+    base = pipeline.with_config(apply_calibration=False, refine=PipelineConfig().refine)
+    base.calibration = None
+    out = choose_defaults(project, pipeline=base, write=False, corrected=corrected)
+    out["key"] = key
+    if write:
+        project.write_calibration(out)
+    return out
+
+
 def _is_done(project, image_id: str, pipeline: Pipeline) -> bool:
     st = project.status(image_id)
     if st.status == "new" or st.model_version != pipeline.model_version:
@@ -306,6 +402,7 @@ def prelabel(
     world_size: int = 1,
     progress: bool = True,
     device=None,
+    calibrate: bool = True,
 ) -> PrelabelReport:
     """Compute and save proposals for the images of ``project``.
 
@@ -322,6 +419,8 @@ def prelabel(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     pipe = pipeline or Pipeline.from_project(project, config, device=device)
+    if calibrate and pipe.config.cam_threshold == "auto":
+        pipe.set_calibration(calibrate_project(project, pipe, write=rank == 0 and project.mode != "r"))
     all_ids = list(ids) if ids is not None else project.image_ids()
     mine = all_ids[rank::world_size]
     report = PrelabelReport()

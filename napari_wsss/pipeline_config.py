@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .conventions import CAM_THRESHOLD, REFINE_STAGES
+from .conventions import REFINE_STAGES
 
 __all__ = ["EXPLAINER", "CRFOptions", "RWOptions", "PipelineConfig"]
 
@@ -123,9 +123,22 @@ class PipelineConfig:
         Refinement stages to run after ``cam``: any of ``"crf"``, ``"rw"``,
         ``"segmenter"``, ``"explainer"`` (the last two only when the project has that
         model trained).
-    cam_threshold : float
+    cam_threshold : float or str
         Background projects: pixels whose largest normalised CAM is below this are
         background (the ``cam`` stage), and the background score of CRF and random walk.
+        ``"auto"`` (default): the project's calibration (:mod:`napari_wsss.calibrate`: the
+        best threshold on the corrected pixels when there are enough corrections), else the
+        rule :data:`napari_wsss.refine.threshold.DEFAULT_RULE` on each image's CAMs; a rule
+        name of :data:`napari_wsss.refine.threshold.THRESHOLD_RULES` applies that rule.
+    apply_calibration : bool
+        Leave out the refinement stages the project's calibration found to lower the mIoU
+        on its corrected pixels (``calibration["refine_off"]``).
+    scale : {"model", "config"}
+        ``"model"``: every model (classifier, AffinityNet, segmenter, Explainer) sees the
+        image at the scale it was trained at, stored in its checkpoint
+        (:mod:`napari_wsss.models.scale`: the long side resized to the training crop box; TTA
+        scales are relative to it); results come back at image size. ``"config"``, and
+        models whose checkpoint has no scale: ``max_side`` / ``min_side``.
     crf : CRFOptions
         Dense-CRF kernel parameters and ``n_iter`` over the defaults: the literature's for
         background projects, :data:`~napari_wsss.refine.crf.NO_BACKGROUND_CRF` (chosen on
@@ -156,7 +169,9 @@ class PipelineConfig:
     flip: bool = True
     merge: str = "sum"
     refine: tuple[str, ...] = REFINE_STAGES
-    cam_threshold: float = CAM_THRESHOLD
+    cam_threshold: float | str = "auto"
+    apply_calibration: bool = True
+    scale: str = "model"
     crf: CRFOptions = field(default_factory=CRFOptions)
     rw: RWOptions = field(default_factory=RWOptions)
     rw_input: str = "auto"
@@ -184,8 +199,17 @@ class PipelineConfig:
         self.refine = tuple(self.refine)
         self.crf = CRFOptions.from_dict(self.crf)
         self.rw = RWOptions.from_dict(self.rw)
+        from .refine.threshold import THRESHOLD_RULES
+
+        if isinstance(self.cam_threshold, str) and self.cam_threshold not in ("auto", *THRESHOLD_RULES):
+            raise ValueError(f"cam_threshold must be a number in [0, 1], 'auto' or a rule of "
+                             f"{', '.join(THRESHOLD_RULES)}; got {self.cam_threshold!r}")
+        if self.scale not in ("model", "config"):
+            raise ValueError(f"scale must be 'model' or 'config', got {self.scale!r}")
         for name in ("cam_threshold", "explainer_threshold"):
             value = getattr(self, name)
+            if isinstance(value, str) and name == "cam_threshold":
+                continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
         for name in ("max_side", "min_side"):

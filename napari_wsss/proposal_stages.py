@@ -36,6 +36,8 @@ class StageWork:
         background slice (threshold ``cam_threshold``) first where the project has one.
     extra : dict
         What stages leave for later ones (``"crf_scores"``: the CRF's probabilities).
+    threshold : float
+        The image's background threshold (``Pipeline.threshold``: ``cam_threshold`` resolved).
     """
 
     image: np.ndarray
@@ -44,6 +46,7 @@ class StageWork:
     scores: np.ndarray
     classes: np.ndarray
     extra: dict = field(default_factory=dict)
+    threshold: float = 0.0
 
 
 def cam(pipe, work: StageWork) -> np.ndarray:
@@ -54,7 +57,7 @@ def cam(pipe, work: StageWork) -> np.ndarray:
 def crf(pipe, work: StageWork) -> np.ndarray:
     """Dense CRF on the CAMs with the project kind's kernels (``Pipeline.crf_kwargs``)."""
     res = crf_refine(work.image, work.cams, work.labels, background=pipe.background, bg_method="threshold",
-                     threshold=pipe.config.cam_threshold, **pipe.crf_kwargs)
+                     threshold=work.threshold, **pipe.crf_kwargs)
     work.extra["crf_scores"] = res.scores
     return res.mask
 

@@ -96,3 +96,43 @@ def test_pipeline_options_reach_the_config():
     cfg = _pipeline_config(args)
     assert (cfg.method, cfg.refine, cfg.scales, cfg.flip, cfg.cam_threshold) == (
         "gradcam", ("crf",), (1.0, 2.0), False, 0.4)
+
+
+def _save_segmentation_net(project, stage, config):
+    from napari_wsss.models import build_segmenter
+
+    net = build_segmenter("mobilenet_v2", len(project.classes), weights=None)
+    return project.save_checkpoint(stage, dict(
+        model=net.state_dict(), epoch=1, step=1, config=config, classes=list(project.classes),
+        background=project.background, backbone="mobilenet_v2", stage=stage))
+
+
+def test_prelabel_ids_and_checkpoint_say_what_they_use(folder, capsys):
+    from napari_wsss.cli import main
+
+    project = _with_classifier(folder / "p.zarr")
+    own = project.latest_checkpoint("classifier")
+    torch.manual_seed(1)
+    other = Classifier("mobilenet_v3_small", 3, weights=None)
+    other_version = save_classifier(project, other)
+    other_file = folder / "other.pt"
+    other_file.write_bytes(project.checkpoint_path(other_version).read_bytes())
+    _save_segmentation_net(project, "segmenter", {})
+    _save_segmentation_net(project, "explainer", {"explainer": {"classifier_checkpoint": str(own)}})
+    assert main(["ingest", str(folder / "images"), "--labels", str(folder / "labels.csv"),
+                 "--project", str(folder / "p.zarr")]) == 0
+    base = ["prelabel", "--project", str(folder / "p.zarr"), "--quiet", "--scales", "1", "--no-flip", "--refine", "crf,segmenter"]
+    (folder / "ids.txt").write_text("im1\n\nim3\n")
+    assert main([*base, "--ids", "im0", "--ids-file", str(folder / "ids.txt"),
+                 "--checkpoint", str(other_file)]) == 0
+    err = capsys.readouterr().err
+    assert "--checkpoint: classifier other; keeps the project's segmenter-0001; drops the project's " \
+           f"explainer (explainer-0001 explains classifier classifier-0001, not {other_file})" in err
+    p = Project.open(folder / "p.zarr", "r")
+    done = [i for i in p.image_ids() if p.status(i).status == "prelabelled"]
+    assert sorted(done) == ["im0", "im1", "im3"]  # only the ids asked for
+    assert {p.status(i).model_version for i in done} == {"other"}
+    assert "segmenter" in p.mask_stages("im0")
+
+    assert main([*base, "--ids", "im0,nope,gone"]) == 2
+    assert "--ids: 2 id(s) not in project" in capsys.readouterr().err

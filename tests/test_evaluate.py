@@ -169,3 +169,22 @@ def test_sweep_matches_padded_argmax_reference():
         padded = np.pad(cams, ((1, 0), (0, 0), (0, 0)), constant_values=t)
         pred = np.concatenate([[0], classes])[padded.argmax(0)]
         np.testing.assert_array_equal(got[i], confusion_matrix(pred, gt, 5))
+
+
+def test_sweep_says_how_far_the_default_threshold_is_from_the_best(withbg):
+    project, gt_dir = withbg
+    thresholds = [0.2, 0.4, 0.5, 0.6]
+    project.write_calibration({"cam_threshold": 0.2})  # as choose_defaults stores it
+    res = evaluate_project(project, gt_dir, thresholds=thresholds).cams["cam"]
+    assert res.default_threshold == 0.2 and res.default_miou == pytest.approx(res.miou[0])
+    rep = evaluate_project(project, gt_dir, thresholds=thresholds)
+    below = 100 * (1.0 - res.miou[0])
+    assert f"calibrated on corrections: 0.2): mIoU {100 * res.miou[0]:.1f} %, {below:.1f} points below" \
+           in rep.as_table()
+    assert rep.as_dict()["stages"]["cams/cam"]["default"]["below_best"] == pytest.approx(1.0 - res.miou[0])
+    # without a calibration the default is the per-image rule, scored image by image
+    project.write_calibration({})
+    res = evaluate_project(project, gt_dir, thresholds=thresholds).cams["cam"]
+    from napari_wsss.refine.threshold import DEFAULT_RULE
+
+    assert res.default_threshold == DEFAULT_RULE and 0.0 <= res.default_miou <= 1.0

@@ -199,3 +199,45 @@ def test_msrc_subset(tmp_path):
     for row in picked:
         assert p.image_labels(row[0]).tolist() == [i for i, v in enumerate(row[1:]) if v == "1"]
         assert np.array_equal(p.image(row[0]), np.asarray(Image.open(MSRC / "images" / f"{row[0]}.png")))
+
+
+def _null_table(tmp_path, rng):
+    _write_images(tmp_path / "imgs", rng)
+    return _csv(tmp_path / "null.csv", ["id", "null", "cat", "dog"], [
+        ["rgb", 1, 1, 0], ["gray", 1, 0, 1], ["photo", 0, 1, 1],
+    ])
+
+
+def test_background_column_named_null_is_never_a_silent_foreground_class(tmp_path, rng):
+    table = _null_table(tmp_path, rng)
+    with pytest.raises(ValueError, match=r"class 'null', the usual name of background: pass "
+                                         r"--background-class null"):
+        ingest_folder(tmp_path / "p.zarr", tmp_path / "imgs", table)
+    assert not (tmp_path / "p.zarr").exists()
+    for kw in (dict(background_class="null"), dict(background=True)):  # named, or found by its name
+        path = tmp_path / f"{len(kw)}{sorted(kw)[0]}.zarr"
+        report = ingest_folder(path, tmp_path / "imgs", table, **kw)
+        p = report.project
+        # the table's column order is kept: cat / dog stay classes 1 / 2 as in a mask with 0 = null
+        assert report.ok and p.classes == ["background", "cat", "dog"] and p.background == 0
+        assert [p.image_labels(i).tolist() for i in ("rgb", "gray", "photo")] == [[1], [2], [1, 2]]
+        assert "class 'null' is the project's class 0 'background'" in str(report)
+
+
+def test_background_class_errors_name_the_problem(tmp_path, rng):
+    table = _null_table(tmp_path, rng)
+    with pytest.raises(ValueError, match=r"no class 'void' to use as background .*classes: null, cat, dog"):
+        ingest_folder(tmp_path / "p.zarr", tmp_path / "imgs", table, background_class="void")
+    two = _csv(tmp_path / "two.csv", ["id", "null", "background", "cat"], [["rgb", 1, 1, 1]])
+    with pytest.raises(ValueError, match=r"\['null', 'background'\] all look like background"):
+        ingest_folder(tmp_path / "q.zarr", tmp_path / "imgs", two, background=True)
+    plain = _csv(tmp_path / "plain.csv", ["id", "cat", "dog"], [["rgb", 1, 0]])
+    report = ingest_folder(tmp_path / "r.zarr", tmp_path / "imgs", plain, background=True)
+    assert "background: class 0 'background' (no background column" in report.background_note
+    report = ingest_folder(tmp_path / "s.zarr", tmp_path / "imgs", plain)
+    assert report.background_note.startswith("no background class")
+    # an existing project with background maps the table's background column onto it
+    again = ingest_folder(tmp_path / "r.zarr", tmp_path / "imgs", table, background_class="null")
+    assert again.errors == [] and "class 'null' is the project's class 0" in again.background_note
+    with pytest.raises(ValueError, match="has no background class; --background-class null cannot apply"):
+        ingest_folder(tmp_path / "s.zarr", tmp_path / "imgs", table, background_class="null")

@@ -273,6 +273,18 @@ def test_checkpoints(project):
     assert project.latest_checkpoint("classifier") == project.checkpoint_path(v2)
     assert project.load_checkpoint("classifier")["epoch"] == 7
     assert torch.equal(project.load_checkpoint(v1)["model"]["w"], torch.arange(3.0))
+    # the next step of run v1 replaces its last step; a step marked best is also kept as best.pt
+    assert project.save_checkpoint("classifier", {**state, "epoch": 2}, version=v1,
+                                   best={"metric": "mAP", "value": 0.5}) == v1
+    assert project.save_checkpoint("classifier", {**state, "epoch": 3}, version=v1) == v1
+    assert project.checkpoints("classifier") == [v1, v2]
+    info = project.checkpoint_info(v1)
+    assert (info["saves"], info["last"], info["best"]) == (
+        3, {"epoch": 3}, {"epoch": 2, "metric": "mAP", "value": 0.5, "file": "best.pt"})
+    assert project.load_checkpoint(v1)["epoch"] == 3
+    assert torch.load(project.checkpoint_path(v1, "best"), weights_only=True)["epoch"] == 2
+    with pytest.raises(ValueError, match="no classifier checkpoint version 'classifier-0009' to continue"):
+        project.save_checkpoint("classifier", state, version="classifier-0009")
     with pytest.raises(ValueError, match=r"differ from the project's \['background'"):
         project.save_checkpoint("classifier", {**state, "classes": ["a", "b"]})
     with pytest.raises(ValueError, match="unknown checkpoint stage 'cls'; valid: classifier, explainer, affinity, segmenter"):

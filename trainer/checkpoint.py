@@ -34,10 +34,18 @@ class DirectoryCheckpoints:
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    def save_checkpoint(self, stage: str, state: dict) -> str:
-        existing = sorted((self.root / stage).glob("*.pt")) if (self.root / stage).exists() else []
-        version = f"{stage}-{len(existing) + 1:04d}"
+    def save_checkpoint(self, stage: str, state: dict, *, version: str | None = None,
+                        best: dict | None = None) -> str:
+        """As ``Project.save_checkpoint``: a version per run (``version`` continues one);
+        the step marked ``best`` is also written as ``<stage>/best/<version>.pt``."""
+        if version is None:
+            existing = sorted((self.root / stage).glob("*.pt")) if (self.root / stage).exists() else []
+            version = f"{stage}-{len(existing) + 1:04d}"
+        elif not (self.root / stage / f"{version}.pt").is_file():
+            raise ValueError(f"no {stage} checkpoint version {version!r} to continue in {self.root}")
         atomic_save(state, self.root / stage / f"{version}.pt")
+        if best is not None:
+            atomic_save(state, self.root / stage / "best" / f"{version}.pt")
         return version
 
     def latest_checkpoint(self, stage: str) -> Path | None:

@@ -102,6 +102,19 @@ def _ordinary_classifier(source, cfg: ClassifierConfig, classes, resume: bool) -
     return load_classifier(path, "cpu", classes=classes)
 
 
+def _pixel_threshold(source, cfg: ClassifierConfig) -> float | None:
+    """The background threshold the pixel loss teaches (None: the raw-logit rule)."""
+    if cfg.pixel_background == "logit":
+        return None
+    if cfg.pixel_background != "threshold":
+        raise ValueError(f"classifier.pixel_background must be 'threshold' or 'logit', "
+                         f"got {cfg.pixel_background!r}")
+    if cfg.pixel_threshold is not None:
+        return float(cfg.pixel_threshold)
+    calibrated = (getattr(source, "read_calibration", lambda: None)() or {}).get("cam_threshold")
+    return float(calibrated) if isinstance(calibrated, (int, float)) else 0.5
+
+
 def build_classifier_stage(source: Source, cfg: ClassifierConfig, train_ids, val_ids, *, seed=0,
                            resume=False):
     """Model, training module, loss, datasets and parameter groups of the classifier stage."""
@@ -123,6 +136,7 @@ def build_classifier_stage(source: Source, cfg: ClassifierConfig, train_ids, val
     module = ClassifierModule(net, puzzle_pieces=cfg.puzzle_pieces, freeze_bn=cfg.freeze_bn)
     loss = ClassifierLoss(
         len(classes), background=bg, pixel_weight=cfg.pixel_weight,
+        pixel_threshold=_pixel_threshold(source, cfg) if bg is not None else None,
         puzzle_alpha=cfg.puzzle_alpha if cfg.puzzle_pieces else 0.0, puzzle_warmup=cfg.puzzle_warmup,
         oc=_ordinary_classifier(source, cfg, classes, resume) if cfg.occse else None,
         oc_alpha=cfg.occse_alpha, oc_warmup=cfg.occse_warmup,
@@ -160,8 +174,12 @@ class MeanAveragePrecision:
 
         s = np.concatenate(self.scores)[:, self.classes]
         t = np.concatenate(self.targets)[:, self.classes] > 0.5
-        aps = [average_precision_score(t[:, k], s[:, k]) for k in range(t.shape[1]) if t[:, k].any()]
-        return {"mAP": float(np.mean(aps)) if aps else float("nan"), "images": int(t.shape[0])}
+        per = {self.classes[k]: float(average_precision_score(t[:, k], s[:, k]))
+               for k in range(t.shape[1]) if t[:, k].any()}
+        aps = list(per.values())
+        # "AP": per class index, for the label-informativeness report (napari_wsss.informativeness)
+        return {"mAP": float(np.mean(aps)) if aps else float("nan"), "images": int(t.shape[0]),
+                "AP": {str(c): v for c, v in per.items()}}
 
 
 def save_classifier(project, net: Classifier) -> str:

@@ -86,8 +86,23 @@ def run(args: argparse.Namespace, *, argv: list[str] | None = None) -> int:
         return _relaunch(args, _without_nproc(argv))
     from .run import train
 
-    train(args.project, args.stage, build_config(args))
+    results = train(args.project, args.stage, build_config(args))
+    if "classifier" in results and int(os.environ.get("RANK", "0")) == 0:
+        _label_report(args.project, results["classifier"].metrics.get("AP"))
     return 0
+
+
+def _label_report(project_path, ap: dict | None) -> None:
+    """Tell which classes image labels cannot localise (frequent, or AP near frequency)."""
+    from napari_wsss.informativeness import label_report
+
+    from .stage import open_project
+
+    project = open_project(project_path, "r")
+    by_name = {project.classes[int(k)]: v for k, v in (ap or {}).items()}
+    report = str(label_report(project, ap=by_name or None))
+    if report:
+        print(report, file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

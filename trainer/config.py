@@ -105,6 +105,16 @@ class ClassifierConfig(StageConfig):
         Weight of the cross-entropy on upsampled differentiable CAMs at corrected
         pixels (model guidance). Strong weights cost classification accuracy: on
         MSRC-v2 a weight ten times this default dropped mAP from 0.91 to 0.79.
+    pixel_background : {"logit", "threshold"}
+        Background projects: how the pixel loss scores corrected background. ``"logit"``
+        (default): raw CAM logits against a constant 0; ``"threshold"``: as the pipeline
+        labels pixels, normalised CAMs against the background threshold (``pixel_threshold``;
+        see ``trainer.losses.cam_pixel_loss``). ``bench/loop.py --quality --dataset shapes``
+        (2 seeds, 8 epochs, 10 of 48 images corrected) found neither reliably better at the
+        project's calibrated threshold, so the default stays the older rule.
+    pixel_threshold : float or None
+        Threshold of ``pixel_background="threshold"``; ``None``: the project's calibrated
+        threshold (``Project.read_calibration``) when it has one, else 0.5.
     puzzle_pieces : int
         Puzzle-CAM tiles (a square number, 4 in the paper); 0 disables Puzzle-CAM.
     puzzle_alpha : float
@@ -128,6 +138,8 @@ class ClassifierConfig(StageConfig):
     weights: str | None = "IMAGENET1K_V1"
     lr: float = 0.001
     pixel_weight: float = 0.1
+    pixel_background: str = "logit"
+    pixel_threshold: float | None = None
     puzzle_pieces: int = 0
     puzzle_alpha: float = 1.0
     puzzle_warmup: float = 0.5

@@ -63,6 +63,8 @@ def cam_pixel_loss(
     *,
     background: int | None = None,
     background_logit: float = 0.0,
+    threshold: float | None = None,
+    temperature: float = 0.1,
 ) -> torch.Tensor:
     """Cross-entropy of upsampled CAMs over each image's classes at labelled pixels.
 
@@ -77,6 +79,15 @@ def cam_pixel_loss(
     background : int or None
         Background class index; its (untrained) CAM is replaced by the constant
         ``background_logit``, i.e. a pixel is background when no class scores above it.
+    threshold : float or None
+        Background projects: score pixels as the pipeline labels them. Each class CAM is
+        normalised over the crop as inference does (ReLU, min-max to ``[0, 1]``), the class
+        logits are ``(cam - threshold) / temperature`` and the background logit 0: a pixel
+        is background when no normalised CAM exceeds ``threshold``, so corrected background
+        pixels teach the CAMs to stay below the threshold there (with the raw-logit rule
+        they only had to stay below 0, and the normalised CAMs spread over them).
+    temperature : float
+        Of the normalised logits (0.1: a CAM 0.3 above the threshold has odds e^3).
 
     Returns
     -------
@@ -87,6 +98,12 @@ def cam_pixel_loss(
     b, c = cams.shape[:2]
     logits = F.interpolate(cams.float(), size=mask.shape[-2:], mode="bilinear", align_corners=False)
     allowed = allowed.clone()
+    if background is not None and threshold is not None:
+        x = logits.clamp_min(0)
+        lo = x.amin((-2, -1), keepdim=True)
+        span = (x.amax((-2, -1), keepdim=True) - lo).clamp_min(1e-6)
+        logits = ((x - lo) / span - threshold) / temperature
+        background_logit = 0.0
     if background is not None:
         allowed[:, background] = True
         is_bg = torch.zeros(c, dtype=torch.bool, device=cams.device)
@@ -174,7 +191,8 @@ class ClassifierLoss:
     """
 
     def __init__(self, num_classes: int, *, background: int | None = None,
-                 pixel_weight: float = 0.1, puzzle_alpha: float = 0.0, puzzle_warmup: float = 0.5,
+                 pixel_weight: float = 0.1, pixel_threshold: float | None = None,
+                 puzzle_alpha: float = 0.0, puzzle_warmup: float = 0.5,
                  oc: nn.Module | None = None, oc_alpha: float = 1.0, oc_warmup: float = 0.0):
         self.background = background
         self.oc = oc
@@ -188,6 +206,7 @@ class ClassifierLoss:
             mask[background] = False
         self.class_mask = mask
         self.pixel_weight = pixel_weight
+        self.pixel_threshold = pixel_threshold
         self.puzzle_alpha = puzzle_alpha
         self.puzzle_warmup = puzzle_warmup
         self.alpha = puzzle_alpha if puzzle_warmup == 0 else 0.0
@@ -214,7 +233,8 @@ class ClassifierLoss:
         has_pixels = batch.get("has_pixels")
         if self.pixel_weight > 0 and has_pixels is not None and bool(has_pixels.any()):
             allowed = labels > 0.5
-            pix = cam_pixel_loss(outputs["cams"], batch["mask"], allowed, background=self.background)
+            pix = cam_pixel_loss(outputs["cams"], batch["mask"], allowed, background=self.background,
+                                 threshold=self.pixel_threshold)
             loss = loss + self.pixel_weight * pix
             parts["pixel"] = pix.detach()
         if "merged_cams" in outputs:

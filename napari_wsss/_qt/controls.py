@@ -153,7 +153,8 @@ class ProposalControls(QGroupBox):
         self.use_seg.setChecked("segmenter" in config.refine)
         self.use_explainer.setChecked("explainer" in config.refine)
         self.tta.setChecked(len(config.scales) > 1 or config.flip)
-        self.threshold.setValue(config.cam_threshold)
+        if not isinstance(config.cam_threshold, str):  # "auto" / a rule: the spin box keeps its value
+            self.threshold.setValue(config.cam_threshold)
         self.crf_iter.setValue(int(config.crf.get("n_iter", 10)))
         self.rw_beta.setValue(float(config.rw.get("beta", 8.0)))
         self.rw_t.setValue(int(config.rw.get("t", 64)))

@@ -35,6 +35,7 @@ from ..refine.graph import AffinityGraph, pairwise
 from ..store import CheckpointError, resolve_checkpoint
 from ._loading import load_weights
 from .backbones import build_backbone
+from .scale import scale_rule
 
 __all__ = ["AffinityNet", "pair_affinity", "affinity_loss", "affinity_loss_terms", "load_affinity"]
 
@@ -268,5 +269,6 @@ def load_affinity(project_or_checkpoint, device=None, *, classes=None) -> Affini
     net = AffinityNet(**config, weights=None)
     load_weights(net, state["model"], path=path)
     net.classes = list(state["classes"])
+    net.scale = scale_rule(state)  # the training scale, applied at inference
     net.background = state.get("background")
     return net.to(resolve_device(device)).eval()

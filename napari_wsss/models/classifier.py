@@ -16,6 +16,7 @@ from ..device import resolve_device
 from ..store import resolve_checkpoint
 from ._loading import load_weights
 from .backbones import build_backbone, build_torchvision_model, get_spec
+from .scale import scale_rule
 
 __all__ = ["Classifier", "KernelUsage", "apply_kernel_usage", "load_classifier"]
 
@@ -145,4 +146,5 @@ def load_classifier(project_or_checkpoint, device=None, *, classes=None) -> Clas
     if cfg.get("kur"):
         parametrize.remove_parametrizations(net.head, "weight", leave_parametrized=True)
     net.classes = list(state["classes"])
+    net.scale = scale_rule(state)  # the training scale, applied at inference
     return net.to(resolve_device(device)).eval()

@@ -42,6 +42,7 @@ from ..device import resolve_device
 from ..store import resolve_checkpoint
 from ..transforms import to_tensor
 from ._loading import load_weights
+from .scale import scale_rule
 from .segmenter import build_segmenter
 
 __all__ = [
@@ -236,6 +237,7 @@ def load_explainer(project_or_checkpoint, device=None, *, classes=None) -> nn.Mo
     net = build_segmenter(state["backbone"], len(state["classes"]), weights=None)
     load_weights(net, state["model"], path=path)
     net.classes = list(state["classes"])
+    net.scale = scale_rule(state)  # the training scale, applied at inference
     net.background = state.get("background")
     net.classifier_version = state.get("classifier_version")
     return net.to(resolve_device(device)).eval()

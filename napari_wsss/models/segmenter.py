@@ -12,8 +12,8 @@ from torch import nn
 
 from ..device import resolve_device
 from ..store import resolve_checkpoint
-from ..transforms import to_tensor
 from ._loading import load_weights
+from .scale import model_input, scale_rule
 
 __all__ = ["TORCHVISION_ENCODERS", "build_segmenter", "load_segmenter", "predict_segmenter"]
 
@@ -62,6 +62,7 @@ def load_segmenter(project_or_checkpoint, device=None, *, classes=None) -> nn.Mo
     net = build_segmenter(state["backbone"], len(state["classes"]), weights=None)
     load_weights(net, state["model"], path=path)
     net.classes = list(state["classes"])
+    net.scale = scale_rule(state)  # the training scale, applied at inference
     net.background = state.get("background")
     return net.to(resolve_device(device)).eval()
 
@@ -74,7 +75,9 @@ def predict_segmenter(model: nn.Module, image: np.ndarray, *, labels=None, backg
     Parameters
     ----------
     model : nn.Module
-        From :func:`load_segmenter` (or any ``(B, 3, H, W) -> (B, C, H, W)`` model).
+        From :func:`load_segmenter` (or any ``(B, 3, H, W) -> (B, C, H, W)`` model). A model
+        with a training scale (``model.scale``, stored in the checkpoint) segments the image
+        resized to it, and the class scores come back to the image size.
     image : ndarray, shape (H, W[, C])
         As stored (any dtype :func:`napari_wsss.transforms.to_rgb_float` takes).
     labels : sequence of int, optional
@@ -89,11 +92,14 @@ def predict_segmenter(model: nn.Module, image: np.ndarray, *, labels=None, backg
     """
     if device is None:
         device = next(model.parameters()).device
-    x = to_tensor(image, device)
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % 32, (-w) % 32
-    x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    logits = model(x)[0, :, :h, :w].float()
+    h, w = np.asarray(image).shape[:2]
+    x = model_input(image, device, scale_rule(model))  # at the training scale (model.scale)
+    sh, sw = x.shape[-2:]
+    x = F.pad(x, (0, (-sw) % 32, 0, (-sh) % 32), mode="replicate")
+    logits = model(x)[:, :, :sh, :sw].float()
+    if (sh, sw) != (h, w):
+        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+    logits = logits[0]
     if labels is not None:
         keep = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
         keep[torch.as_tensor(list(labels), dtype=torch.long, device=logits.device)] = True

@@ -85,9 +85,10 @@ def check_checkpoint_classes(state: dict, classes: list[str], *, path, what: str
 
 
 def checkpoint_version(path) -> str:
-    """The version id of a checkpoint file: its project node name (``classifier-0003``) or file stem."""
+    """The version id of a checkpoint file: its project node name (``classifier-0003``, for its
+    ``checkpoint.pt`` or ``best.pt``) or file stem."""
     path = Path(path)
-    return path.parent.name if path.name == "checkpoint.pt" else path.stem
+    return path.parent.name if path.name in ("checkpoint.pt", "best.pt") else path.stem
 
 
 def resolve_checkpoint(project_or_checkpoint, stage: str, *, classes=None) -> tuple[dict, Path]:

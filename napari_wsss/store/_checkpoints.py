@@ -1,5 +1,10 @@
 """Model checkpoints inside a project: ``models/<stage>/<version>/checkpoint.pt``.
 
+A version is one training run: the saves of a run (every epoch end, ``checkpoint_every``
+steps, a ``max_steps`` stop; a resumed run continues its version) replace its
+``checkpoint.pt``, the *last* step; the step with the best validation metric is also kept
+as ``best.pt``. The node's attributes mark both (``last`` / ``best``: epoch, step, metric).
+
 Each version is a zero-length zarr array node whose attributes summarise the checkpoint
 (stage, epoch, step, backbone, classes, time) and whose directory also holds the torch file
 ``checkpoint.pt``, which zarr never lists (it only looks at ``c/...`` chunk keys inside an
@@ -18,13 +23,14 @@ import numpy as np
 import zarr
 
 from ._checkpoint_file import torch_load
-from ._files import atomic_write_bytes, utc_now
+from ._files import atomic_write_bytes, atomic_write_json, read_json, utc_now
 from ._nodes import ATTRS, NodeStore
 from ._validate import CHECKPOINT_STAGES, check_choice
 
-__all__ = ["save_checkpoint", "checkpoint_versions", "checkpoint_path", "load_checkpoint"]
+__all__ = ["save_checkpoint", "checkpoint_versions", "checkpoint_path", "load_checkpoint", "checkpoint_info"]
 
 FILE = "checkpoint.pt"
+BEST_FILE = "best.pt"
 _VERSION = re.compile(r"^(?P<stage>[a-z]+)-(?P<n>\d{4,})$")
 _SUMMARY = ("epoch", "step", "backbone", "stage")
 
@@ -43,8 +49,15 @@ def checkpoint_versions(root: Path, stage: str) -> list[str]:
     return [name for _, name in sorted(found)]
 
 
-def save_checkpoint(nodes: NodeStore, stage: str, state: dict, classes: list[str]) -> str:
-    """Atomically save ``state`` as the next version of ``stage``; return its version id."""
+def save_checkpoint(nodes: NodeStore, stage: str, state: dict, classes: list[str], *,
+                    version: str | None = None, best: dict | None = None) -> str:
+    """Atomically save ``state`` as a step of a run; return the run's version id.
+
+    ``version=None`` starts a new run (the next version number); the id of an existing
+    version saves the run's next step into it (``checkpoint.pt`` replaced, the ``last``
+    mark moved). ``best`` (e.g. ``{"metric": "mAP", "value": 0.9}``) marks this step as
+    the run's best so far: it is also written as ``best.pt``.
+    """
     import torch
 
     check_choice(stage, CHECKPOINT_STAGES, "checkpoint stage")
@@ -56,15 +69,34 @@ def save_checkpoint(nodes: NodeStore, stage: str, state: dict, classes: list[str
         )
     existing = checkpoint_versions(nodes.root, stage)
     folder = nodes.root / "models" / stage
-    n = 1 + max([int(_VERSION.match(v)["n"]) for v in existing] + _leftover_numbers(folder, stage))
-    version = f"{stage}-{n:04d}"
-    node = folder / version
-    node.mkdir(parents=True, exist_ok=False)
+    previous = {}
+    if version is None:
+        n = 1 + max([int(_VERSION.match(v)["n"]) for v in existing] + _leftover_numbers(folder, stage))
+        version = f"{stage}-{n:04d}"
+        node = folder / version
+        node.mkdir(parents=True, exist_ok=False)
+    else:
+        if version not in existing:
+            raise ValueError(f"no {stage} checkpoint version {version!r} to continue in {nodes.root}")
+        node = folder / version
+        previous = checkpoint_info(nodes.root, version)
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(node / FILE, buf.getvalue())
+    step = {k: state[k] for k in ("epoch", "step") if isinstance(state.get(k), int)}
+    if best is not None:
+        atomic_write_bytes(node / BEST_FILE, buf.getvalue())
     summary = {k: state[k] for k in _SUMMARY if isinstance(state.get(k), (int, str))}
-    summary.update(version=version, stage=stage, time=utc_now(), classes=list(classes), file=FILE)
+    summary.update(version=version, stage=stage, time=utc_now(), classes=list(classes), file=FILE,
+                   started=previous.get("started", utc_now()), saves=previous.get("saves", 0) + 1,
+                   last=step, best={**step, **best, "file": BEST_FILE} if best is not None
+                   else previous.get("best"))
+    if previous:
+        meta_file = node / "zarr.json"
+        meta = read_json(meta_file)
+        meta.setdefault("attributes", {})[ATTRS] = summary
+        atomic_write_json(meta_file, meta)
+        return version
     zarr.create_array(
         nodes.zstore,
         name=f"models/{stage}/{version}",
@@ -73,6 +105,14 @@ def save_checkpoint(nodes: NodeStore, stage: str, state: dict, classes: list[str
         attributes={ATTRS: summary},
     )
     return version
+
+
+def checkpoint_info(root: Path, version: str) -> dict:
+    """The attributes of a checkpoint version (``last`` / ``best`` steps, ``saves``, ...)."""
+    m = _VERSION.match(version or "")
+    if not m:
+        raise ValueError(f"invalid checkpoint version id {version!r} (expected e.g. 'classifier-0001')")
+    return read_json(root / "models" / m["stage"] / version / "zarr.json").get("attributes", {}).get(ATTRS, {})
 
 
 def _leftover_numbers(folder: Path, stage: str) -> list[int]:
@@ -97,15 +137,19 @@ def remove_incomplete(root: Path) -> int:
     return removed
 
 
-def checkpoint_path(root: Path, version: str) -> Path:
-    """Path of the torch file of a checkpoint version id such as ``classifier-0003``."""
+def checkpoint_path(root: Path, version: str, which: str = "last") -> Path:
+    """Path of the torch file of a checkpoint version id such as ``classifier-0003``: its
+    last step, or with ``which="best"`` its best (the last when no step was marked best)."""
     m = _VERSION.match(version or "")
     if not m:
         raise ValueError(f"invalid checkpoint version id {version!r} (expected e.g. 'classifier-0001')")
     check_choice(m["stage"], CHECKPOINT_STAGES, "checkpoint stage")
+    check_choice(which, ("last", "best"), "checkpoint step")
     path = root / "models" / m["stage"] / version / FILE
     if version not in checkpoint_versions(root, m["stage"]):
         raise FileNotFoundError(f"no checkpoint {version!r} in {root} (looked for {path})")
+    if which == "best" and (path.parent / BEST_FILE).is_file():
+        return path.parent / BEST_FILE
     return path
 
 

@@ -384,6 +384,23 @@ class Project:
             cam_methods=[s[4:] for s in meta["arrays"] if s.startswith("cam/")],
         )
 
+    # -- pipeline defaults -------------------------------------------------------------
+    def write_calibration(self, calibration: dict) -> None:
+        """Store the pipeline defaults chosen from this project's data with their evidence
+        (:func:`napari_wsss.calibrate.choose_defaults`; JSON-serialisable dict) in the
+        ``calibration`` group, replacing earlier ones."""
+        if not isinstance(calibration, dict):
+            raise TypeError(f"a calibration must be a dict, got {type(calibration).__name__}")
+        with self._writable():
+            self._nodes.write_group("calibration", {**calibration, "time": utc_now()})
+
+    def read_calibration(self) -> dict | None:
+        """The stored pipeline defaults and their evidence, or ``None`` (never calibrated)."""
+        try:
+            return self._nodes.read_group("calibration")
+        except FileNotFoundError:
+            return None
+
     # -- maintenance -------------------------------------------------------------------
     def gc(self) -> int:
         """Delete what no pointer references (left by killed writers); return the count.
@@ -411,23 +428,35 @@ class Project:
             return removed
 
     # -- checkpoints -------------------------------------------------------------------
-    def save_checkpoint(self, stage: str, state: dict) -> str:
-        """Atomically save a checkpoint dict (``torch.save``); return its version id."""
+    def save_checkpoint(self, stage: str, state: dict, *, version: str | None = None,
+                        best: dict | None = None) -> str:
+        """Atomically save a checkpoint dict (``torch.save``); return its version id.
+
+        A version is a training run: ``version=None`` starts one, an existing version id
+        saves the run's next step into it; ``best`` marks the step as the run's best
+        (``{"metric": name, "value": v}``; also kept as ``best.pt``).
+        """
         with self._writable():
-            return ckpt.save_checkpoint(self._nodes, stage, state, self.classes)
+            return ckpt.save_checkpoint(self._nodes, stage, state, self.classes, version=version, best=best)
 
     def checkpoints(self, stage: str) -> list[str]:
-        """Version ids of ``stage``, oldest first."""
+        """Complete checkpoint versions (training runs) of a stage, oldest first."""
         return ckpt.checkpoint_versions(self.path, stage)
 
-    def latest_checkpoint(self, stage: str) -> Path | None:
-        """Path of the newest checkpoint file of ``stage`` or ``None``."""
-        versions = self.checkpoints(stage)
-        return ckpt.checkpoint_path(self.path, versions[-1]) if versions else None
+    def checkpoint_info(self, version: str) -> dict:
+        """A version's attributes: ``last`` and ``best`` steps (epoch, step, metric), ``saves``, ..."""
+        return ckpt.checkpoint_info(self.path, version)
 
-    def checkpoint_path(self, version: str) -> Path:
-        """Path of the checkpoint file of a version id (e.g. ``'classifier-0002'``)."""
-        return ckpt.checkpoint_path(self.path, version)
+    def latest_checkpoint(self, stage: str, which: str = "last") -> Path | None:
+        """Path of the newest version's checkpoint file of ``stage`` (its last step, or its
+        best with ``which="best"``) or ``None``."""
+        versions = self.checkpoints(stage)
+        return ckpt.checkpoint_path(self.path, versions[-1], which) if versions else None
+
+    def checkpoint_path(self, version: str, which: str = "last") -> Path:
+        """Path of the checkpoint file of a version id (e.g. ``'classifier-0002'``): its last
+        step, or its best with ``which="best"``."""
+        return ckpt.checkpoint_path(self.path, version, which)
 
     def load_checkpoint(self, stage_or_version: str, *, map_location="cpu") -> dict | None:
         """Load the latest checkpoint of a stage, or a given version, checking its classes."""

@@ -100,7 +100,8 @@ def test_trained_affinities_separate_objects_and_round_trip(tmp_path):
     project, _ = cam_project(tmp_path / "p", size=96, half=True)
     cfg = aff_config(affinity__epochs=10, affinity__crop_size=96)
     res = train(project.path, "affinity", cfg, stream=io.StringIO())["affinity"]
-    assert res.version == "affinity-0010" == project.checkpoints("affinity")[-1]  # one per epoch
+    assert res.version == "affinity-0001" == project.checkpoints("affinity")[-1]  # one per run
+    assert project.checkpoint_info(res.version)["last"] == {"epoch": 10, "step": res.step}
     assert res.losses[-1] < 0.5 * res.losses[0]
     state = torch.load(project.latest_checkpoint("affinity"), weights_only=True)
     assert state["model_config"] == {"backbone": "mobilenet_v2", "radius": 5,

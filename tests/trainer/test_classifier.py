@@ -149,3 +149,31 @@ def test_occse_against_an_ordinary_classifier(tmp_path):
     assert res.losses[-1] < res.losses[0]
     with pytest.raises(TrainingDataError, match="OC-CSE needs a trained ordinary classifier"):
         _run(src, tiny_config(classifier__occse=True), tmp_path / "none")
+
+
+def test_a_version_per_run_with_last_and_best_marked(tmp_path):
+    src = synthetic_source(8, background=True)
+    project = to_project(src, tmp_path / "proj")
+    cfg = tiny_config(classifier__epochs=3, classifier__val_fraction=0.3)
+    out = io.StringIO()
+    res = train(project.path, "classifier", cfg, stream=out)["classifier"]
+    # three epochs are three steps of one version, not three versions
+    assert res.version == "classifier-0001" and project.checkpoints("classifier") == ["classifier-0001"]
+    info = project.checkpoint_info("classifier-0001")
+    assert info["saves"] == 3 and info["last"] == {"epoch": 3, "step": res.step}
+    evals = [json.loads(x) for x in out.getvalue().splitlines() if '"eval"' in x]
+    maps = [e["mAP"] for e in evals]
+    best_epoch = 1 + max(range(3), key=lambda i: (maps[i], -i))  # the first epoch reaching the top mAP
+    assert info["best"]["metric"] == "mAP" and info["best"]["epoch"] == best_epoch
+    assert info["best"]["value"] == pytest.approx(max(maps))
+    # per-class AP (for the label-informativeness report): its mean is the mAP
+    ap = res.metrics["AP"]
+    assert set(ap) <= {"1", "2", "3"} and np.mean(list(ap.values())) == pytest.approx(res.metrics["mAP"])
+    best = torch.load(project.latest_checkpoint("classifier", "best"), weights_only=True)
+    last = torch.load(project.latest_checkpoint("classifier"), weights_only=True)
+    assert best["epoch"] == best_epoch and last["epoch"] == 3
+    # the next run is the next version
+    assert train(project.path, "classifier", tiny_config(classifier__epochs=1),
+                 stream=io.StringIO())["classifier"].version == "classifier-0002"
+    assert project.checkpoint_info("classifier-0002")["best"] is None  # no validation: no best
+    assert project.latest_checkpoint("classifier", "best") == project.latest_checkpoint("classifier")

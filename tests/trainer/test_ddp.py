@@ -35,7 +35,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     steps = [x for x in lines if x["event"] == "step"]
     assert [x["step"] for x in steps] == [1, 2, 3, 4]  # rank 0 only: no duplicates
     assert next(x for x in lines if x["event"] == "start")["world_size"] == 2
-    assert ddp.checkpoints("classifier") == ["classifier-0001", "classifier-0002"]
+    assert ddp.checkpoints("classifier") == ["classifier-0001"]  # one run: one version
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -75,7 +75,7 @@ def test_torchrun_affinity_matches_single_process(tmp_path):
     lines = _torchrun(ddp, "affinity", tmp_path / "cfg.yaml")
     steps = [x for x in lines if x["event"] == "step"]
     assert [x["step"] for x in steps] == [1, 2]
-    assert ddp.checkpoints("affinity") == ["affinity-0001", "affinity-0002"]
+    assert ddp.checkpoints("affinity") == ["affinity-0001"]  # one run: one version
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

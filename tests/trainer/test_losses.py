@@ -51,6 +51,38 @@ def test_pixel_loss_background_is_a_constant_logit():
     assert cams.grad[0, 0].abs().sum() == 0 and cams.grad[0, 1].abs().sum() > 0
 
 
+def test_pixel_loss_with_threshold_scores_pixels_as_the_pipeline_labels_them():
+    """Background projects: the loss's per-pixel arg-max is the pipeline's ``cam`` label of
+    the normalised CAMs at the threshold, and its value is the CE of (cam - t) / 0.1 logits."""
+    import numpy as np
+
+    from napari_wsss.cams import normalize
+    from napari_wsss.refine.background import labels_from_scores, scores_with_background
+
+    # one image, classes background / a / b; a 4x4 crop (the CAMs at the crop's size)
+    cams = torch.tensor([[0.0] * 4, [1.0, 2.0, 3.0, 4.0], [4.0, 0.5, 0.2, 0.0], [0.0] * 4]).view(1, 1, 4, 4)
+    cams = torch.cat([torch.zeros_like(cams), cams, cams.flip(-1) * 2], 1)  # (1, 3, 4, 4)
+    allowed = torch.tensor([[False, True, True]])
+    t = 0.4
+    norm = normalize(cams[0, 1:])  # what the pipeline does to each class's CAM
+    scores, cls = scores_with_background(norm.numpy(), np.array([1, 2]), background=0, method="threshold",
+                                         threshold=t)
+    expected_labels = torch.from_numpy(labels_from_scores(scores, cls).astype(np.int64))
+    logits = torch.cat([torch.zeros(1, 4, 4), (norm - t) / 0.1])
+    assert torch.equal(logits.argmax(0), expected_labels)  # same rule, as a softmax
+    mask = expected_labels.clone()[None]
+    mask[0, 0, :2] = 255
+    want = torch.nn.functional.cross_entropy(logits[None], mask, ignore_index=255, reduction="sum") / 14
+    assert cam_pixel_loss(cams, mask, allowed, background=0, threshold=t).item() == pytest.approx(want.item(),
+                                                                                                rel=1e-5)
+    # a corrected background pixel whose CAM is above the threshold pulls that CAM down
+    cams.requires_grad_(True)
+    bg = torch.full((1, 4, 4), 255)
+    bg[0, 1, 3] = 0  # normalised CAM of class a there: 1.0 > t
+    cam_pixel_loss(cams, bg, allowed, background=0, threshold=t).backward()
+    assert cams.grad[0, 1, 1, 3] > 0
+
+
 def test_tiles_row_major_and_merge_inverts():
     x = torch.arange(32.0).view(2, 1, 4, 4)
     t = tile_images(x, 4)
