@@ -194,7 +194,8 @@ def cmd_export(args) -> int:
     from .store import Project
 
     report = export_project(Project.open(args.project, "r"), args.out, source=args.source,
-                            format=args.format, include_skipped=args.include_skipped)
+                            format=args.format, include_skipped=args.include_skipped,
+                            reviewed_only=args.reviewed_only)
     print(report)
     return 0
 
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="; ".join(f"{f.name}: {f.description}" for f in EXPORT_FORMATS.values()))
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--include-skipped", action="store_true", help="also export images marked skipped")
+    p.add_argument("--reviewed-only", action="store_true",
+                   help="export only images an annotator accepted or corrected")
 
     p = sub.add_parser("demo", help="build the sample project, prelabel, print quality, open napari")
     p.add_argument("--out", default="wsss-demo", help="folder for the demo projects (default: ./wsss-demo)")

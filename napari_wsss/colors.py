@@ -1,26 +1,59 @@
-"""One colour table for classes, shared by the napari layers and the exports.
+"""One colour table for classes, shared by the napari layers, the panel and the exports.
 
-Colours follow the PASCAL VOC palette (the colour map segmentation datasets and tools
-use for indexed PNG masks): palette entry ``i`` is built from the bits of ``i``.
-A project *with* a background class maps class ``c`` to palette entry ``c`` (so
-background is black, as in VOC); a project *without* one maps class ``c`` to entry
-``c + 1`` so that no foreground class is black. The ignore value ``255`` keeps VOC's
-own entry 255, the cream ``(224, 224, 192)`` used for void borders.
+Foreground classes take the colours of a Glasbey palette (Glasbey et al. 2007: each
+colour as far as possible, in CIELAB, from all earlier ones), the 256-entry
+``glasbey_bw_minc_20`` table of `colorcet`: no black, white or near-grey entries, so
+that a class is never mistaken for background, an unlabeled pixel or another class.
+Foreground class ``k`` (counting only foreground classes) gets table entry ``k``: the
+first classes get the most distinct colours. A background class is black (as in
+PASCAL VOC indexed masks; napari layers draw it nearly transparent, `BACKGROUND_ALPHA`),
+and the ignore value ``255`` keeps VOC's void cream ``(224, 224, 192)``.
 
 This module is Qt-free: the widget, the writer and the exporter all import it.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from .conventions import IGNORE, IGNORE_LAYER, MAX_CLASSES
+from .conventions import IGNORE, IGNORE_LAYER, MAX_CLASSES, class_to_layer
 
-__all__ = ["voc_palette", "class_colors", "class_color", "mask_palette", "labels_layer_colors"]
+__all__ = ["BACKGROUND_RGB", "BACKGROUND_ALPHA", "IGNORE_RGB", "glasbey_palette", "voc_palette",
+           "class_colors", "class_color", "mask_palette", "labels_layer_colors"]
+
+BACKGROUND_RGB = (0, 0, 0)
+"""Colour of a background class in masks and exports."""
+
+BACKGROUND_ALPHA = 0.12
+"""Alpha of the background class in napari Labels layers: an accepted image stays
+visible under its background (the layer's opacity multiplies this)."""
+
+IGNORE_RGB = (224, 224, 192)
+"""Colour of the ignore value: PASCAL VOC's void entry 255."""
+
+
+@lru_cache(maxsize=1)
+def glasbey_palette() -> np.ndarray:
+    """The 256 Glasbey colours foreground classes take, in order.
+
+    Returns
+    -------
+    ndarray, shape (256, 3), uint8
+        `colorcet`'s ``glasbey_bw_minc_20`` (the table ``colorcet.glasbey`` names),
+        rounded to 8 bits. Read-only.
+    """
+    import colorcet
+
+    pal = np.rint(np.asarray(colorcet.glasbey_bw_minc_20, dtype=np.float64) * 255.0)
+    pal = pal.astype(np.uint8)
+    pal.flags.writeable = False
+    return pal
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
-    """The PASCAL VOC colour map.
+    """The PASCAL VOC colour map (kept for its void entry and for datasets that use it).
 
     Parameters
     ----------
@@ -44,8 +77,14 @@ def voc_palette(n: int = 256) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def _entry(c: np.ndarray | int, background: int | None) -> np.ndarray | int:
-    return c if background is not None else c + 1
+def _check(n_classes: int, background: int | None) -> None:
+    if not 0 <= n_classes <= MAX_CLASSES:
+        raise ValueError(
+            f"class_colors: n_classes must be in 0..{MAX_CLASSES} "
+            f"(254 and 255 are the ignore values), got {n_classes}"
+        )
+    if background not in (None, 0):
+        raise ValueError(f"class_colors: background must be 0 or None, got {background!r}")
 
 
 def class_colors(n_classes: int, *, background: int | None = None) -> np.ndarray:
@@ -61,21 +100,28 @@ def class_colors(n_classes: int, *, background: int | None = None) -> np.ndarray
     Returns
     -------
     ndarray, shape (C, 3), uint8
+        `BACKGROUND_RGB` for the background class, Glasbey entry ``k`` for the
+        ``k``-th foreground class.
     """
-    if not 0 <= n_classes <= MAX_CLASSES:
-        raise ValueError(
-            f"class_colors: n_classes must be in 0..{MAX_CLASSES} "
-            f"(254 and 255 are the ignore values), got {n_classes}"
-        )
-    if background not in (None, 0):
-        raise ValueError(f"class_colors: background must be 0 or None, got {background!r}")
-    return voc_palette(256)[_entry(np.arange(n_classes), background)]
+    _check(n_classes, background)
+    out = np.empty((n_classes, 3), dtype=np.uint8)
+    fg = [c for c in range(n_classes) if c != background]
+    out[fg] = glasbey_palette()[: len(fg)]
+    if background is not None and n_classes:
+        out[background] = BACKGROUND_RGB
+    return out
 
 
 def class_color(c: int, *, background: int | None = None) -> tuple[float, float, float, float]:
     """RGBA colour of one class (or of ``IGNORE``) as floats in ``[0, 1]``."""
-    pal = voc_palette(256)
-    rgb = pal[IGNORE] if c == IGNORE else pal[_entry(int(c), background)]
+    if c == IGNORE:
+        rgb = IGNORE_RGB
+    elif c == background:
+        rgb = BACKGROUND_RGB
+    else:
+        if not 0 <= int(c) < MAX_CLASSES:
+            raise ValueError(f"class_color: class must be in 0..{MAX_CLASSES - 1} or {IGNORE}, got {c}")
+        rgb = glasbey_palette()[int(c) - (background is not None and c > background)]
     return (*(float(v) / 255.0 for v in rgb), 1.0)
 
 
@@ -92,20 +138,23 @@ def mask_palette(n_classes: int, *, background: int | None = None) -> np.ndarray
     """
     pal = np.zeros((256, 3), dtype=np.uint8)
     pal[:n_classes] = class_colors(n_classes, background=background)
-    pal[IGNORE] = voc_palette(256)[IGNORE]
+    pal[IGNORE] = IGNORE_RGB
     return pal
 
 
 def labels_layer_colors(n_classes: int, *, background: int | None) -> dict:
     """Colours of a napari Labels layer of this project, as napari's ``colormap`` dict.
 
-    Layer value ``c + 1`` (class ``c``, see ``napari_wsss.conventions.class_to_layer``) ->
-    its class colour, ``0`` (not painted) and ``None`` (any other value) transparent,
-    ``IGNORE_LAYER`` (painted "ignore") the VOC void colour. Plain RGBA tuples: napari
-    turns the dict into a ``DirectLabelColormap``, and this module stays free of napari.
+    Layer value of class ``c`` (``napari_wsss.conventions.class_to_layer``) -> its class
+    colour (the background class with alpha `BACKGROUND_ALPHA`), ``0`` (not painted) and
+    ``None`` (any other value) transparent, ``IGNORE_LAYER`` (painted "ignore") the VOC
+    void colour. Plain RGBA tuples: napari turns the dict into a ``DirectLabelColormap``,
+    and this module stays free of napari.
     """
     transparent = (0.0, 0.0, 0.0, 0.0)
     colors = {None: transparent, 0: transparent, IGNORE_LAYER: class_color(IGNORE)}
-    for c in range(n_classes):
-        colors[c + 1] = class_color(c, background=background)
+    values = class_to_layer(np.arange(n_classes, dtype=np.uint8))
+    for c, v in enumerate(values.tolist()):
+        r, g, b, a = class_color(c, background=background)
+        colors[v] = (r, g, b, BACKGROUND_ALPHA if c == background else a)
     return colors

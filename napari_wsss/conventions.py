@@ -35,6 +35,10 @@ __all__ = [
     "CAM_THRESHOLD",
     "class_to_layer",
     "layer_to_class",
+    "value_of_class",
+    "class_of_value",
+    "is_paintable",
+    "value_names",
 ]
 
 #: Value of unlabeled / ignored / void pixels in every mask, loss and export.
@@ -146,3 +150,33 @@ def layer_to_class(data: np.ndarray) -> np.ndarray:
             f"layer_to_class: layer values must be in 0..255, got {data.min()}..{data.max()}"
         )
     return data.astype(np.uint8) - np.uint8(1)  # uint8 wraps 0 -> 255
+
+
+def value_of_class(c: int) -> int:
+    """Layer value of class ``c`` (what napari's label box and hover text show): `class_to_layer`
+    of one value."""
+    return int(class_to_layer(np.array([c], dtype=np.uint8))[0])
+
+
+def class_of_value(v: int) -> int:
+    """Stored value of layer value ``v`` (`layer_to_class` of one value): class ``v - 1``,
+    `IGNORE_PAINTED` for `IGNORE_LAYER`, `IGNORE` for ``0``."""
+    return int(layer_to_class(np.array([v], dtype=np.uint8))[0])
+
+
+def is_paintable(v: int, n_classes: int) -> bool:
+    """Whether layer value ``v`` may be painted in a project of ``n_classes`` classes: ``0``
+    (the eraser), the value of a class, or `IGNORE_LAYER`."""
+    v = int(v)
+    if v == IGNORE_LAYER or v == 0:
+        return True
+    return 0 < v < 256 and class_of_value(v) < n_classes
+
+
+def value_names(classes) -> dict:
+    """Layer value -> the name to show for it (hover text, panel): ``0`` "unlabeled", each
+    class's value its name, `IGNORE_LAYER` "ignore"."""
+    out = {0: "unlabeled"}
+    out.update({value_of_class(c): str(name) for c, name in enumerate(classes)})
+    out[IGNORE_LAYER] = "ignore"
+    return out

@@ -42,6 +42,8 @@ __all__ = [
     "classes_metadata",
 ]
 
+#: Statuses whose masks an annotator reviewed (the rest are proposals only).
+REVIEWED_STATUSES = ("accepted", "corrected")
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,12 @@ class ExportReport:
         Images with nothing to export, and why.
     skipped : list of str
         Images with status ``"skipped"``, left out.
+    reviewed : list of str
+        Exported images an annotator reviewed (status ``accepted`` or ``corrected``).
+    unreviewed : list of str
+        Exported images nobody reviewed: their masks are proposals only.
+    not_reviewed : list of str
+        Unreviewed images left out because of ``reviewed_only``.
     metadata : Path
         ``export.json``.
     """
@@ -192,6 +200,9 @@ class ExportReport:
     pixels: dict = field(default_factory=dict)
     missing: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
+    reviewed: list = field(default_factory=list)
+    unreviewed: list = field(default_factory=list)
+    not_reviewed: list = field(default_factory=list)
     metadata: Path | None = None
 
     def totals(self) -> dict:
@@ -204,7 +215,10 @@ class ExportReport:
 
     def __str__(self) -> str:
         lines = [f"exported {len(self.files)} mask(s) (source {self.source!r}, format "
-                 f"{self.format!r}) to {self.out_dir}"]
+                 f"{self.format!r}) to {self.out_dir}: {len(self.reviewed)} reviewed (accepted or "
+                 f"corrected), {len(self.unreviewed)} proposals only (never reviewed)"]
+        if self.not_reviewed:
+            lines.append(f"left out {len(self.not_reviewed)} unreviewed image(s) (reviewed only)")
         totals = self.totals()
         if totals:
             all_px = sum(totals.values()) or 1
@@ -227,6 +241,9 @@ class ExportReport:
             "totals": self.totals(),
             "missing": dict(self.missing),
             "skipped": list(self.skipped),
+            "reviewed": list(self.reviewed),
+            "unreviewed": list(self.unreviewed),
+            "not_reviewed": list(self.not_reviewed),
             "metadata": None if self.metadata is None else str(self.metadata),
         }
 
@@ -299,6 +316,7 @@ def export_project(
     ids: Sequence[str] | None = None,
     fallback: Sequence[str] = FALLBACK_ORDER,
     include_skipped: bool = False,
+    reviewed_only: bool = False,
     progress: bool = False,
 ) -> ExportReport:
     """Write one mask per image, plus ``classes.txt``, ``classes.json`` and ``export.json``.
@@ -325,6 +343,9 @@ def export_project(
         Stages that fill unlabeled pixels of ``"corrected"``, best first.
     include_skipped : bool
         Export images whose status is ``"skipped"`` too (left out by default).
+    reviewed_only : bool
+        Export only images an annotator reviewed (status ``accepted`` or ``corrected``);
+        the others are listed in ``ExportReport.not_reviewed``.
     progress : bool or callable
         Show a progress bar (tqdm); or ``progress(done, total)``, called before each
         image (``done`` images finished) and once at the end. An exception raised by it
@@ -349,13 +370,18 @@ def export_project(
         if rec.status.status == "skipped" and not include_skipped:
             report.skipped.append(image_id)
             continue
+        reviewed = rec.status.status in REVIEWED_STATUSES
+        if reviewed_only and not reviewed:
+            report.not_reviewed.append(image_id)
+            continue
         entry = _export_image(project, rec, out_dir / (relpaths[image_id] + EXPORT_FORMATS[format].suffix),
                               source=source, format=format, fallback=fallback, report=report)
         if entry is not None:
             entries[image_id] = entry
+            (report.reviewed if reviewed else report.unreviewed).append(image_id)
     _write_classes(out_dir, project.classes, project.background)
     report.metadata = _write_metadata(project, out_dir, report, entries, fallback=fallback,
-                                      include_skipped=include_skipped)
+                                      include_skipped=include_skipped, reviewed_only=reviewed_only)
     return report
 
 
@@ -379,7 +405,7 @@ def _export_image(project, rec, path: Path, *, source, format, fallback, report:
 
 
 def _write_metadata(project, out_dir: Path, report: ExportReport, entries: dict, *, fallback,
-                    include_skipped: bool) -> Path:
+                    include_skipped: bool, reviewed_only: bool = False) -> Path:
     """``export.json``: what was exported from where, per image and in total."""
     return _write_json(out_dir / "export.json", {
         "napari_wsss_export": 1,
@@ -389,6 +415,9 @@ def _write_metadata(project, out_dir: Path, report: ExportReport, entries: dict,
         "format": report.format,
         "fallback": list(fallback) if report.source == "corrected" else [],
         "include_skipped": include_skipped,
+        "reviewed_only": reviewed_only,
+        "from_review": len(report.reviewed),
+        "from_proposals_only": len(report.unreviewed),
         **classes_metadata(project.classes, project.background),
         "images": entries,
         "totals": report.totals(),

@@ -94,15 +94,15 @@ def test_png_export_palette_classes_and_accounting(project, tmp_path):
     assert im.mode == "P"
     np.testing.assert_array_equal(np.asarray(im), ONE)
     pal = np.array(im.getpalette()).reshape(-1, 3)
-    # VOC colours: background black, cat (128, 0, 0), dog (0, 128, 0), void cream
-    assert pal[[0, 1, 2, 255]].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [224, 224, 192]]
+    # background black, cat and dog the first two Glasbey colours, void cream
+    assert pal[[0, 1, 2, 255]].tolist() == [[0, 0, 0], [215, 0, 0], [140, 60, 255], [224, 224, 192]]
     np.testing.assert_array_equal(np.asarray(Image.open(out / "two.png")), [[0, 1, 2, V]] * 3)
 
     assert (out / "classes.txt").read_text().splitlines() == ["background", "cat", "dog"]
     classes = json.loads((out / "classes.json").read_text())
     assert classes["void"] == 255 and classes["background"] == 0
     assert [(c["name"], c["color"]) for c in classes["classes"]] == [
-        ("background", [0, 0, 0]), ("cat", [128, 0, 0]), ("dog", [0, 128, 0])]
+        ("background", [0, 0, 0]), ("cat", [215, 0, 0]), ("dog", [140, 60, 255])]
 
     meta = json.loads((out / "export.json").read_text())
     one = meta["images"]["a/one"]
@@ -156,8 +156,8 @@ def test_ome_zarr_labels_with_class_metadata(project, tmp_path):
     np.testing.assert_array_equal(np.asarray(label.data[0]), ONE)
     props = label.metadata["properties"]
     assert {v: p["class"] for v, p in props.items()} == {0: "background", 1: "cat", 2: "dog", 255: "void"}
-    # colours as RGBA floats: cat (128, 0, 0), void transparent
-    assert label.metadata["color"][1] == pytest.approx([128 / 255, 0, 0, 1])
+    # colours as RGBA floats: cat (215, 0, 0), void transparent
+    assert label.metadata["color"][1] == pytest.approx([215 / 255, 0, 0, 1])
     assert label.metadata["color"][255][3] == 0
 
 
@@ -192,3 +192,25 @@ def test_export_is_valid_ground_truth_for_evaluate(project, tmp_path):
     assert rep.stages["corrected"].scores.pixel_accuracy == 1.0
     # crf (all background) against ONE: background IoU 5/12 (5 right, 7 wrongly background)
     assert rep.stages["crf"].scores.iou[0] == pytest.approx(5 / 12)
+
+
+def test_reviewed_only_and_review_counts(project, tmp_path, capsys):
+    """The report says which masks an annotator reviewed and which are proposals only;
+    ``reviewed_only`` (CLI ``--reviewed-only``) exports the reviewed ones alone."""
+    from napari_wsss.cli import main
+
+    project.set_status("a/one", "corrected")
+    project.set_status("two", "prelabelled")
+    rep = export_project(project, tmp_path / "all")
+    assert rep.reviewed == ["a/one"] and rep.unreviewed == ["two"]
+    assert "1 reviewed (accepted or corrected), 1 proposals only (never reviewed)" in str(rep)
+    meta = json.loads((tmp_path / "all" / "export.json").read_text())
+    assert (meta["from_review"], meta["from_proposals_only"], meta["reviewed_only"]) == (1, 1, False)
+
+    rep = export_project(project, tmp_path / "rev", reviewed_only=True)
+    assert list(rep.files) == ["a/one"] and rep.not_reviewed == ["two", "three"]
+    assert not (tmp_path / "rev" / "two.png").exists()
+    assert main(["export", str(project.path), "--out", str(tmp_path / "cli"), "--reviewed-only"]) == 0
+    out = capsys.readouterr().out
+    assert "exported 1 mask(s)" in out and "left out 2 unreviewed image(s)" in out
+    assert sorted(p.name for p in (tmp_path / "cli").rglob("*.png")) == ["one.png"]

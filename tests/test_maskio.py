@@ -13,9 +13,9 @@ def test_round_trip_png_and_tiff_without_leftovers(tmp_path):
     for name in ("m.png", "m.tif", "sub/m.tiff"):
         path = write_mask_file(tmp_path / name, mask, n_classes=3)
         np.testing.assert_array_equal(read_mask_file(path), mask)
-    # no-background palette: class 0 takes VOC entry 1 (128, 0, 0)
+    # no-background palette: class 0 takes the first Glasbey colour (215, 0, 0)
     pal = np.array(Image.open(tmp_path / "m.png").getpalette()).reshape(-1, 3)
-    assert pal[0].tolist() == [128, 0, 0] and pal[255].tolist() == [224, 224, 192]
+    assert pal[0].tolist() == [215, 0, 0] and pal[255].tolist() == [224, 224, 192]
     # overwriting replaces the file; no temporary files remain
     write_mask_file(tmp_path / "m.png", np.zeros((2, 3), np.uint8), n_classes=3)
     assert read_mask_file(tmp_path / "m.png").tolist() == [[0, 0, 0], [0, 0, 0]]

@@ -89,12 +89,13 @@ def test_writer_indexed_png_with_palette(tmp_path):
     # layer 0 -> 255 (unlabeled), v -> v - 1
     assert np.asarray(im).tolist() == [[255, 0, 1], [2, 255, 0]]
     pal = np.array(im.getpalette()).reshape(-1, 3)
-    # VOC colours: background black, class 1 (128, 0, 0), class 2 (0, 128, 0); void cream
-    assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [128, 0, 0]
-    assert pal[2].tolist() == [0, 128, 0] and pal[255].tolist() == [224, 224, 192]
-    # without a background class, class 0 takes VOC entry 1 so no class is black
+    # background black, classes 1 and 2 the first two Glasbey colours (colorcet
+    # glasbey_bw_minc_20: #d60000 and #8c3bff, rounded to 8 bits); void cream
+    assert pal[0].tolist() == [0, 0, 0] and pal[1].tolist() == [215, 0, 0]
+    assert pal[2].tolist() == [140, 60, 255] and pal[255].tolist() == [224, 224, 192]
+    # without a background class, class 0 takes the first Glasbey colour: no class is black
     write_labels(str(tmp_path / "n.png"), layer, {"metadata": {"napari_wsss": {"classes": ["a", "b", "c"]}}})
-    assert np.array(Image.open(tmp_path / "n.png").getpalette()).reshape(-1, 3)[0].tolist() == [128, 0, 0]
+    assert np.array(Image.open(tmp_path / "n.png").getpalette()).reshape(-1, 3)[0].tolist() == [215, 0, 0]
 
 
 def test_writer_ignore_brush_is_void(tmp_path):
@@ -130,7 +131,7 @@ def test_written_png_reads_back_through_the_store_convention(tmp_path, project):
 
 def test_reader_colours_build_a_napari_labels_layer(project):
     """The reader's plain colour dict (no napari import in the reader) becomes napari's
-    direct colour map: layer value c + 1 -> VOC entry c (background project), 0 clear."""
+    direct colour map: layer value c + 1 -> the colour of class c (background project), 0 clear."""
     from napari.layers import Labels
 
     project.write_mask("first", "crf", np.array([[0, 1, 2, 255, 0]] * 6, np.uint8), model_version="v")
@@ -138,6 +139,11 @@ def test_reader_colours_build_a_napari_labels_layer(project):
     data, kw, _ = next(x for x in labels if x[1]["name"] == "first crf")
     layer = Labels(data, **kw)
     rgba = layer.colormap.map(np.array([1, 2, 3, 0]))
-    # VOC palette entries 0, 1, 2: black, (128, 0, 0), (0, 128, 0); 0 is transparent
-    np.testing.assert_allclose(rgba[:3, :3], [[0, 0, 0], [128 / 255, 0, 0], [0, 128 / 255, 0]], atol=1e-6)
-    assert rgba[:3, 3].tolist() == [1.0, 1.0, 1.0] and rgba[3, 3] == 0.0
+    # background black but nearly transparent, then the first two Glasbey colours
+    # ((215, 0, 0), (140, 60, 255)); 0 is transparent
+    from napari_wsss.colors import BACKGROUND_ALPHA
+
+    np.testing.assert_allclose(rgba[:3, :3], [[0, 0, 0], [215 / 255, 0, 0], [140 / 255, 60 / 255, 1]],
+                               atol=1e-6)
+    np.testing.assert_allclose(rgba[:3, 3], [BACKGROUND_ALPHA, 1.0, 1.0], atol=1e-6)
+    assert rgba[3, 3] == 0.0

@@ -45,7 +45,7 @@ class PanelScrollArea(QScrollArea):
     def __init__(self, inner, parent=None):
         super().__init__(parent)
         self.setWidgetResizable(True)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setWidget(inner)  # installs this area as the event filter of ``inner``
 
     def minimumSizeHint(self) -> QSize:
@@ -58,7 +58,7 @@ class PanelScrollArea(QScrollArea):
         return QSize(max(hint.width(), self.minimumSizeHint().width()), hint.height())
 
     def eventFilter(self, obj, event) -> bool:
-        if obj is self.widget() and event.type() == QEvent.LayoutRequest:
+        if obj is self.widget() and event.type() == QEvent.Type.LayoutRequest:
             self.updateGeometry()  # the content's needs changed: tell the dock
         return super().eventFilter(obj, event)
 
@@ -90,7 +90,7 @@ class ProposalControls(QGroupBox):
         self.method.addItems(cam_method_names())
         self.method.addItem("explainer")  # the trained Explainer's masks as class maps
         self.method.setItemData(self.method.count() - 1, "masks of the trained Explainer "
-                                "(Stalder et al. 2022) instead of CAMs", Qt.ToolTipRole)
+                                "(Stalder et al. 2022) instead of CAMs", Qt.ItemDataRole.ToolTipRole)
         self.use_crf = QCheckBox("CRF")
         self.use_rw = QCheckBox("RW")
         self.use_seg = QCheckBox("segmenter")
@@ -171,6 +171,19 @@ class ProposalControls(QGroupBox):
         self.progress.setFormat(text)
 
 
+REVIEW_TIPS = {
+    "accept": "Copy the chosen proposal into the corrections (where you have not painted, with "
+              "'keep my strokes'); status accepted: exported as reviewed. One undoable edit. (Alt+A)",
+    "reset": "Clear the corrections (undoable); status back to prelabelled (or new): the image is "
+             "unreviewed again and also no longer skipped.",
+    "skip": "Go to the next unreviewed image (Alt+S). An unreviewed image is marked skipped: left out "
+            "of exports and training. An accepted or corrected image keeps its status and mask.",
+    "ignore": "Brush that paints 'ignore' (value 255): void in exports, not trained on; painting "
+              "makes the image corrected. (Alt+I)",
+}
+"""Tooltips of the review actions (the state machine of docs/review.md)."""
+
+
 class ReviewControls(QGroupBox):
     """Accept / reset / skip, the ignore brush and undo / redo.
 
@@ -194,13 +207,15 @@ class ReviewControls(QGroupBox):
         self.only_unpainted = QCheckBox("keep my strokes")
         self.only_unpainted.setToolTip("Accept the proposal only where you have not painted")
         self.only_unpainted.setChecked(True)
+        self.stage.setToolTip("The proposal shown, and the one Accept copies")
         self.accept_btn = QPushButton("Accept")
-        self.accept_btn.setToolTip("Copy the chosen proposal into the corrections (Alt+A)")
+        self.accept_btn.setToolTip(REVIEW_TIPS["accept"])
         self.reset_btn = QPushButton("Reset")
+        self.reset_btn.setToolTip(REVIEW_TIPS["reset"])
         self.skip_btn = QPushButton("Skip")
-        self.skip_btn.setToolTip("Mark skipped and go to the next unreviewed image (Alt+S)")
+        self.skip_btn.setToolTip(REVIEW_TIPS["skip"])
         self.ignore_btn = QPushButton("Ignore")
-        self.ignore_btn.setToolTip("Brush that paints 'ignore': void in exports, not trained on (Alt+I)")
+        self.ignore_btn.setToolTip(REVIEW_TIPS["ignore"])
         self.undo_btn = QPushButton("Undo")
         self.redo_btn = QPushButton("Redo")
         self.accept_btn.clicked.connect(
@@ -214,7 +229,7 @@ class ReviewControls(QGroupBox):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         # a long image id wraps / is cut instead of widening the whole panel
-        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         row1 = QHBoxLayout()
         row1.addWidget(self.stage)
         row1.addWidget(self.only_unpainted)
@@ -230,9 +245,15 @@ class ReviewControls(QGroupBox):
         lay.addLayout(row3)
         lay.addWidget(self.status)
 
-    def set_stages(self, stages: list[str], titles: dict[str, str]) -> None:
-        """Proposal stages available for the current image (last = default)."""
-        current = self.stage.currentData()
+    def set_state(self, text: str, *, error: bool = False) -> None:
+        """The status line: image, review status, saved or not."""
+        self.status.setText(text)
+        self.status.setStyleSheet("color: #ef5350; font-weight: bold" if error else "")
+
+    def set_stages(self, stages: list[str], titles: dict[str, str], *, current: str | None = None) -> None:
+        """Proposal stages available for the current image (``current``, else the one chosen
+        before, else the last)."""
+        current = current if current is not None else self.stage.currentData()
         self.stage.blockSignals(True)
         self.stage.clear()
         for s in stages:
@@ -262,6 +283,15 @@ class ModelControls(QGroupBox):
         super().__init__("Model", parent)
         self.stage = QComboBox()
         self.stage.addItems([*TRAINING_STAGES, "all"])
+        self.stage.setToolTip("Model stage to train ('all': classifier, explainer, affinity, segmenter)")
+        self.epochs = _spin(0, 1000, 0, 1)
+        self.epochs.setSpecialValueText("default")
+        self.epochs.setToolTip("Epochs of each trained stage (default: the project's training config)")
+        self.minutes = _spin(0, 24 * 60, 0, 5)
+        self.minutes.setSpecialValueText("no limit")
+        self.minutes.setSuffix(" min")
+        self.minutes.setToolTip("Time budget: the run is stopped after this long. A stopped run's "
+                                "checkpoints are kept but new proposals keep the model they used")
         self.retrain_btn = QPushButton("Retrain")
         self.cancel_btn = QPushButton("Stop")
         self.cancel_btn.setEnabled(False)
@@ -269,6 +299,9 @@ class ModelControls(QGroupBox):
         self.export_format = QComboBox()
         self.export_format.addItems(list(EXPORT_FORMATS))
         self.export_format.setToolTip(" / ".join(f.description for f in EXPORT_FORMATS.values()))
+        self.reviewed_only = QCheckBox("reviewed only")
+        self.reviewed_only.setToolTip("Export only accepted or corrected images (else unreviewed "
+                                      "images are exported from their proposals, and counted apart)")
         self.export_cancel_btn = QPushButton("Stop export")
         self.export_cancel_btn.setEnabled(False)
         self.export_cancel_btn.clicked.connect(self.cancel_export_requested)
@@ -289,16 +322,27 @@ class ModelControls(QGroupBox):
         row.addWidget(self.stage)
         row.addWidget(self.retrain_btn)
         row.addWidget(self.cancel_btn)
+        budget = QHBoxLayout()
+        budget.addWidget(QLabel("epochs"))
+        budget.addWidget(self.epochs)
+        budget.addWidget(QLabel("budget"))
+        budget.addWidget(self.minutes)
         lay = QVBoxLayout(self)
         lay.addLayout(row)
+        lay.addLayout(budget)
         lay.addWidget(self.progress)
         lay.addWidget(self.log)
         row2 = QHBoxLayout()
         row2.addWidget(self.export_format)
+        row2.addWidget(self.reviewed_only)
         row2.addWidget(self.export_btn)
         row2.addWidget(self.export_cancel_btn)
         lay.addLayout(row2)
         lay.addWidget(self.export_progress)
+
+    def train_options(self) -> list[str]:
+        """Trainer options the controls ask for (``--epochs N`` unless "default")."""
+        return ["--epochs", str(self.epochs.value())] if self.epochs.value() > 0 else []
 
     def set_running(self, running: bool) -> None:
         self.retrain_btn.setEnabled(not running)

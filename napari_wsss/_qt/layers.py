@@ -1,10 +1,24 @@
 """The napari layers of the current image, reused across image switches.
 
-One `LayerSet` owns: the image; one heatmap per image label (an Image layer with a
-black-to-class-colour colormap, additive blending); one read-only Labels layer per
-proposal stage; and the editable corrections layer. Switching images updates ``.data``
-of existing layers instead of removing and adding them (much faster); only the
-heatmaps of classes the new image does not have are removed.
+A `LayerSet` owns exactly four layers, always in this order (bottom to top):
+
+``image``
+    The photo.
+``heatmap``
+    ONE RGB heatmap (additive blending): the CAM of the class chosen in the class
+    picker, coloured in that class's colour, or on request all CAMs at once (each
+    pixel in the colour of its strongest class, as bright as that class's score), or
+    nothing. CAMs are small (`AnnotationSession.load` shrinks them to 256 px), so the
+    RGB array is computed here in a few milliseconds and no colormap ever changes
+    (a colormap change makes napari rebuild the layer's shader).
+``proposal``
+    The proposal stage chosen in the Review box (the one Accept copies), read-only,
+    drawn filled or as contours.
+``corrections``
+    The annotator's editable Labels layer.
+
+The layers are created once (the first image) and their ``.data`` replaced in place on a
+switch: the order never changes and no layer is added or removed while annotating.
 """
 
 from __future__ import annotations
@@ -13,18 +27,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.colormaps import Colormap, DirectLabelColormap
+from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtCore import QTimer
 
 from napari_wsss.colors import class_color, labels_layer_colors
-from napari_wsss.conventions import STAGES
+from napari_wsss.conventions import STAGES, value_names
 
 from .session import MASK_STAGES, ImageView
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["LayerSet", "labels_colormap", "heatmap_colormap"]
+__all__ = ["LayerSet", "labels_colormap", "heatmap_rgb", "STAGE_TITLES", "HEATMAP_ALL",
+           "HEATMAP_OFF", "PROPOSAL_OPACITIES"]
 
 THUMBNAIL_DELAY_MS = 300
 """Layer-list thumbnails follow an image switch this much later (rapid switching
@@ -32,16 +47,43 @@ through images does not pay for thumbnails nobody sees)."""
 
 STAGE_TITLES = {name: stage.title for name, stage in STAGES.items()}
 
+HEATMAP_ALL = "all"
+HEATMAP_OFF = "off"
+"""Heatmap choices besides a class index."""
+
+PROPOSAL_OPACITIES = (0.45, 0.8, 0.2, 0.0)
+"""Proposal opacities the opacity key (Alt+O) cycles through."""
+
 
 def labels_colormap(n_classes: int, *, background: int | None) -> DirectLabelColormap:
-    """Layer value ``c + 1`` -> class colour; ``0`` transparent; ignore in VOC cream."""
+    """Layer value of class ``c`` -> class colour (the background class nearly transparent);
+    ``0`` transparent; ignore in VOC cream (`napari_wsss.colors.labels_layer_colors`)."""
     return DirectLabelColormap(color_dict=labels_layer_colors(n_classes, background=background))
 
 
-def heatmap_colormap(c: int, name: str, *, background: int | None) -> Colormap:
-    """Black -> colour of class ``c`` (additive blending adds it onto the image)."""
-    r, g, b, _ = class_color(c, background=background)
-    return Colormap([[0, 0, 0, 1], [r, g, b, 1]], name=f"wsss:{c}:{name}", display_name=name)
+def heatmap_rgb(cams: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """RGB heatmap of CAMs.
+
+    Parameters
+    ----------
+    cams : ndarray, shape (K, h, w), float
+        Scores in ``[0, 1]`` (clipped).
+    colors : ndarray, shape (K, 3), float
+        Colour of each CAM's class in ``[0, 1]``.
+
+    Returns
+    -------
+    ndarray, shape (h, w, 3), float32
+        Each pixel in the colour of its highest-scoring CAM, scaled by that score
+        (``K = 1``: the one CAM in its colour).
+    """
+    cams = np.clip(np.asarray(cams, dtype=np.float32), 0.0, 1.0)
+    colors = np.asarray(colors, dtype=np.float32)
+    if cams.shape[0] == 0:
+        return np.zeros((*cams.shape[1:], 3), np.float32)
+    best = cams.argmax(axis=0)
+    score = np.take_along_axis(cams, best[None], axis=0)[0]
+    return colors[best] * score[..., None]
 
 
 def _cam_transform(pixel) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -55,13 +97,14 @@ def _cam_transform(pixel) -> tuple[tuple[float, float], tuple[float, float]]:
     return s, t
 
 
-class LayerSet:
-    """Creates, updates and removes the annotation layers in a viewer.
+def _features(classes: list[str]) -> dict:
+    """Labels ``features``: napari's hover text then names the class under the cursor."""
+    names = value_names(classes)
+    return {"index": np.array(list(names), dtype=np.int64), "class": np.array(list(names.values()))}
 
-    Heatmaps live in *slots*: slot ``k`` shows the ``k``-th label of the current image
-    and is renamed / recoloured on a switch, so that switching between images with
-    different labels does not add or remove layers (adding a layer costs far more
-    than updating one).
+
+class LayerSet:
+    """Creates and updates the four annotation layers in a viewer.
 
     Parameters
     ----------
@@ -75,14 +118,18 @@ class LayerSet:
         self.classes = list(classes)
         self.background = background
         self.image: Image | None = None
-        self.slots: list[Image] = []
-        self.slot_class: list[int | None] = []
-        self.masks: dict[str, Labels] = {}
+        self.heatmap: Image | None = None
+        self.proposal: Labels | None = None
         self.corrections: Labels | None = None
+        self.view: ImageView | None = None
+        self.heatmap_choice: int | str = HEATMAP_OFF
+        self.stage: str | None = None
+        self.contour = False
+        self._opacity_step = 0
         self._cmap = labels_colormap(len(classes), background=background)
-        self._heat_cmaps: dict[int, Colormap] = {}
-        self.heatmap_visible: dict[int, bool] = {}
-        self._setting_visible = False
+        self._features = _features(self.classes)
+        self._rgb = np.array([class_color(c, background=background)[:3]
+                              for c in range(len(classes))], np.float32).reshape(-1, 3)
         self._last_shape = None
         self._stale_thumbnails: set = set()
         self._thumbnail_timer = QTimer()
@@ -90,14 +137,9 @@ class LayerSet:
         self._thumbnail_timer.setInterval(THUMBNAIL_DELAY_MS)
         self._thumbnail_timer.timeout.connect(self._update_thumbnails)
 
-    @property
-    def heatmaps(self) -> dict[int, Image]:
-        """Class index -> its heatmap layer, for the current image."""
-        return {c: layer for c, layer in zip(self.slot_class, self.slots) if c is not None}
-
     # ------------------------------------------------------------------ helpers
     def _layers(self):
-        out = [self.image, *self.slots, *self.masks.values(), self.corrections]
+        out = [self.image, self.heatmap, self.proposal, self.corrections]
         return [x for x in out if x is not None]
 
     def _assign(self, layer, data: np.ndarray) -> None:
@@ -140,137 +182,82 @@ class LayerSet:
             if layer in self.viewer.layers and layer.visible:
                 layer.refresh(data_displayed=False, highlight=False, extent=False)
 
-    def _clear(self, layer, shape) -> None:
-        """Zero a layer's data at ``shape`` (in place when it has that shape already)."""
-        old = layer.data
-        if isinstance(old, np.ndarray) and old.shape == tuple(shape) and old.flags.writeable:
-            if old.any():
-                old[...] = 0
-                layer.refresh()
-        else:
-            layer.data = np.zeros(shape, dtype=getattr(old, "dtype", np.float32))
-
-    def _on_visible(self, event) -> None:
-        layer = event.source
-        if not self._setting_visible and layer in self.slots:
-            c = self.slot_class[self.slots.index(layer)]
-            if c is not None:
-                self.heatmap_visible[c] = layer.visible
-
-    def _set_visible(self, layer, visible: bool) -> None:
-        if layer.visible == visible:  # napari refreshes on every assignment
-            return
-        self._setting_visible = True
-        try:
-            layer.visible = visible
-        finally:
-            self._setting_visible = False
-
-    def _add(self, layer, index: int | None = None):
-        layer.events.visible.connect(self._on_visible)
+    def _create(self, view: ImageView) -> None:
+        """The four layers, in their fixed order (first image of the project)."""
+        shape = view.image.shape[:2]
+        rgb = view.image.ndim == 3 and view.image.shape[-1] in (3, 4)
         ll = self.viewer.layers
-        ll.insert(len(ll) if index is None else index, layer)
-        return layer
+        self.image = Image(np.array(view.image, copy=True), name="image", rgb=rgb)
+        self.heatmap = Image(np.zeros((1, 1, 3), np.float32), name="heatmap", rgb=True,
+                             blending="additive", contrast_limits=(0.0, 1.0), opacity=0.6)
+        self.proposal = Labels(np.zeros(shape, np.uint8), name="proposal", opacity=PROPOSAL_OPACITIES[0],
+                               colormap=self._cmap, features=self._features)
+        self.proposal.editable = False
+        self.corrections = Labels(np.zeros(shape, np.uint8), name="corrections", opacity=0.7,
+                                  colormap=self._cmap, features=self._features)
+        self.corrections.brush_size = 10
+        self.corrections.selected_label = 1
+        for layer in self._layers():
+            ll.append(layer)
 
     def _set_image(self, image: np.ndarray) -> None:
         rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
-        if self.image is not None and self.image.rgb == rgb and self.image in self.viewer.layers:
+        if self.image.rgb == rgb:
             self._assign(self.image, image)
             if not rgb:
                 self.image.reset_contrast_limits()
             return
-        if self.image is not None and self.image in self.viewer.layers:
-            self.viewer.layers.remove(self.image)
-        self.image = self._add(Image(image, name="image", rgb=rgb), 0)
+        # grey <-> colour: a new Image layer in the same place
+        idx = self.viewer.layers.index(self.image)
+        self.viewer.layers.remove(self.image)
+        self.image = Image(np.array(image, copy=True), name="image", rgb=rgb)
+        self.viewer.layers.insert(idx, self.image)
 
-    def _heat_cmap(self, c: int) -> Colormap:
-        if c not in self._heat_cmaps:
-            self._heat_cmaps[c] = heatmap_colormap(c, self.classes[c], background=self.background)
-        return self._heat_cmaps[c]
+    def _heatmap_cams(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """CAMs and colours the heatmap shows now, and the layer name."""
+        v, choice = self.view, self.heatmap_choice
+        empty = np.zeros((0, 1, 1), np.float32), np.zeros((0, 3), np.float32)
+        if v is None or v.cams is None or choice == HEATMAP_OFF:
+            return (*empty, "heatmap: off" if choice == HEATMAP_OFF else "heatmap: no CAMs stored")
+        classes = [int(c) for c in v.cam_classes]
+        if choice == HEATMAP_ALL:
+            return v.cams, self._rgb[classes], "heatmap: all classes"
+        c = int(choice)
+        name = self.classes[c] if 0 <= c < len(self.classes) else str(c)
+        if c not in classes:
+            return (*empty, f"heatmap: {name} (not in this image)")
+        k = classes.index(c)
+        return v.cams[k:k + 1], self._rgb[c:c + 1], f"heatmap: {name}"
 
-    def _slot_plan(self, classes: list[int]) -> list[int | None]:
-        """Class shown by each slot: a class keeps the slot it had (so its colormap, whose
-        change makes napari rebuild the slot's shader, stays), new classes take free
-        slots in class order; ``None`` = unused."""
-        plan: list[int | None] = [c if c in classes else None for c in self.slot_class]
-        plan += [None] * max(0, len(classes) - len(plan))
-        free = iter([k for k, c in enumerate(plan) if c is None])
-        for c in sorted(set(classes) - set(plan)):
-            plan[next(free)] = c
-        return plan
+    def _set_heatmap(self) -> None:
+        cams, colors, name = self._heatmap_cams()
+        layer = self.heatmap
+        if layer.name != name:
+            layer.name = name
+        if cams.shape[0] == 0:
+            if layer.visible:
+                layer.visible = False
+            return
+        scale, translate = _cam_transform(self.view.cam_pixel)
+        if tuple(layer.scale[:2]) != scale or tuple(layer.translate[:2]) != translate:
+            layer.scale, layer.translate = scale, translate
+        self._assign(layer, heatmap_rgb(cams, colors))
+        if not layer.visible:
+            layer.visible = True
 
-    def _set_heatmaps(self, view: ImageView, shape) -> None:
-        cams: dict[int, np.ndarray] = {}
-        if view.cams is not None:
-            cams = {int(c): view.cams[k] for k, c in enumerate(view.cam_classes)}
-        plan = self._slot_plan(list(cams))
-        while len(self.slots) < len(plan):
-            k = len(self.slots)
-            layer = Image(np.zeros(shape, np.float32), name=f"heatmap {k}", blending="additive",
-                          contrast_limits=(0.0, 1.0), opacity=0.6)
-            ll = self.viewer.layers
-            idx = ll.index(self.slots[-1]) + 1 if self.slots else ll.index(self.image) + 1
-            self.slots.append(self._add(layer, idx))
-            self.slot_class.append(None)
-        for k, (layer, c) in enumerate(zip(self.slots, plan)):
-            self.slot_class[k] = c
-            if c is None:
-                if layer.name != f"heatmap {k} (unused)":
-                    layer.name = f"heatmap {k} (unused)"
-                self._set_visible(layer, False)
-                # keep the current (CAM-sized) array when it covers this image: no reallocation
-                cur = np.shape(layer.data)
-                fits = tuple(float(n) * float(sc) for n, sc in zip(cur, layer.scale)) == \
-                    tuple(float(n) for n in shape)
-                if not fits:
-                    layer.scale, layer.translate = (1.0, 1.0), (0.0, 0.0)
-                self._clear(layer, cur if fits else shape)
-                continue
-            cam = np.asarray(cams[c], dtype=np.float32)
-            name = f"heatmap: {self.classes[c]}"
-            if layer.name != name:
-                layer.name = name
-            cmap = self._heat_cmap(c)
-            if layer.colormap.name != cmap.name:
-                layer.colormap = cmap
-            scale, translate = _cam_transform(view.cam_pixel)
-            if tuple(layer.scale) != scale or tuple(layer.translate) != translate:
-                layer.scale, layer.translate = scale, translate
-            self._assign(layer, cam)
-            self._set_visible(layer, self.heatmap_visible.get(c, True))
-
-    def _set_masks(self, view: ImageView, shape) -> None:
-        final = next((s for s in reversed(MASK_STAGES) if s in view.masks), None)
-        for stage in MASK_STAGES:
-            layer = self.masks.get(stage)
-            data = view.masks.get(stage)
-            if data is None:
-                if layer is not None:
-                    self._set_visible(layer, False)
-                    self._clear(layer, shape)
-                continue
-            if layer is None:
-                layer = Labels(data, name=f"proposal: {STAGE_TITLES[stage]}", opacity=0.45,
-                               visible=stage == final, colormap=self._cmap)
-                layer.editable = False
-                self.masks[stage] = layer
-                ll = self.viewer.layers
-                self._add(layer, ll.index(self.corrections) if self.corrections in ll else None)
-            else:
-                self._assign(layer, data)
-        if self.shown_stage is None:
-            self.shown_stage = final
-
-    shown_stage: str | None = None
+    def _set_proposal(self) -> None:
+        v, layer = self.view, self.proposal
+        data = v.masks.get(self.stage) if v is not None and self.stage is not None else None
+        name = f"proposal: {STAGE_TITLES.get(self.stage, self.stage)}" if data is not None else \
+            "proposal: none"
+        if layer.name != name:
+            layer.name = name
+        if data is None:
+            data = np.zeros(v.image.shape[:2], np.uint8)
+        self._assign(layer, data)
 
     def _set_corrections(self, data: np.ndarray) -> None:
         layer = self.corrections
-        if layer is None or layer not in self.viewer.layers:
-            layer = Labels(data, name="corrections", opacity=0.7, colormap=self._cmap)
-            layer.brush_size = 10
-            layer.selected_label = 1
-            self.corrections = self._add(layer)
-            return
         self._assign(layer, data)
         # The undo history belongs to the previous image: drop it.
         reset = getattr(layer, "_reset_history", None)
@@ -283,35 +270,70 @@ class LayerSet:
             layer.mode = mode
 
     # ------------------------------------------------------------------ public
+    def stages(self) -> list[str]:
+        """Proposal stages stored for the current image, in pipeline order."""
+        return [s for s in MASK_STAGES if self.view is not None and s in self.view.masks]
+
     def show(self, view: ImageView) -> None:
         """Show one image with its proposals and corrections."""
         shape = view.image.shape[:2]
+        if self.image is None:
+            self._create(view)
+        self.view = view
         self._set_image(view.image)
-        self._set_heatmaps(view, shape)
+        self._pick_stage()
+        self._set_heatmap()
         self._set_corrections(view.corrections)
-        self._set_masks(view, shape)
+        self._set_proposal()
         self._activate_corrections()
         if self._last_shape != tuple(shape):
             self._last_shape = tuple(shape)
             self.viewer.reset_view()
 
     def show_proposals(self, view: ImageView) -> None:
-        """Update heatmaps and proposal layers only (the corrections keep their edits)."""
-        shape = view.image.shape[:2]
-        self._set_heatmaps(view, shape)
-        self._set_masks(view, shape)
+        """Update the heatmap and the proposal only (the corrections keep their edits)."""
+        self.view = view
+        self._pick_stage()
+        self._set_heatmap()
+        self._set_proposal()
         self._activate_corrections()
+
+    def _pick_stage(self) -> None:
+        """Keep the chosen stage when this image has it, else its last (most refined) one."""
+        have = self.stages()
+        if self.stage not in have:
+            self.stage = have[-1] if have else None
+
+    def set_stage(self, stage: str | None) -> None:
+        """Show proposal ``stage`` (ignored when the image has no such proposal)."""
+        if stage in self.stages() and stage != self.stage:
+            self.stage = stage
+            self._set_proposal()
+
+    def set_heatmap(self, choice: int | str) -> None:
+        """Show the heatmap of class ``choice``, of all classes (`HEATMAP_ALL`) or none."""
+        self.heatmap_choice = choice
+        if self.heatmap is not None:
+            self._set_heatmap()
+
+    def toggle_contour(self) -> bool:
+        """Proposal drawn filled <-> as 2 px contours; returns whether it is contours now."""
+        self.contour = not self.contour
+        if self.proposal is not None:
+            self.proposal.contour = 2 if self.contour else 0
+        return self.contour
+
+    def cycle_opacity(self) -> float:
+        """Next proposal opacity of `PROPOSAL_OPACITIES`; returns it."""
+        self._opacity_step = (self._opacity_step + 1) % len(PROPOSAL_OPACITIES)
+        value = PROPOSAL_OPACITIES[self._opacity_step]
+        if self.proposal is not None:
+            self.proposal.opacity = value
+        return value
 
     def _activate_corrections(self) -> None:
         if self.viewer.layers.selection.active is not self.corrections:
             self.viewer.layers.selection.active = self.corrections
-
-    def set_heatmap_visible(self, c: int, visible: bool) -> None:
-        """Toggle the heatmap of class ``c`` (remembered for later images)."""
-        self.heatmap_visible[c] = visible
-        layer = self.heatmaps.get(c)
-        if layer is not None:
-            self._set_visible(layer, visible)
 
     def stop(self) -> None:
         """Drop the pending thumbnail update (the panel is closing)."""
@@ -320,10 +342,9 @@ class LayerSet:
 
     def clear(self) -> None:
         """Remove every layer this set added."""
-        self._thumbnail_timer.stop()
-        self._stale_thumbnails = set()
+        self.stop()
         for layer in self._layers():
-            layer.events.visible.disconnect(self._on_visible)
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
-        self.image, self.slots, self.slot_class, self.masks, self.corrections = None, [], [], {}, None
+        self.image = self.heatmap = self.proposal = self.corrections = None
+        self.view = None

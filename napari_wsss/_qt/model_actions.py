@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from napari.qt.threading import GeneratorWorker, thread_worker
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from .retrain import RetrainRunner, format_progress, train_command
 from .workers import Cancelled
@@ -22,7 +22,8 @@ __all__ = ["ModelActions", "export_job"]
 log = logging.getLogger(__name__)
 
 
-def export_job(project, out_dir, *, format: str, report: Callable, should_stop: Callable[[], bool]):
+def export_job(project, out_dir, *, format: str, report: Callable, should_stop: Callable[[], bool],
+               reviewed_only: bool = False):
     """Generator: `napari_wsss.export.export_project` with progress and cancellation.
 
     ``report((done, total, text))`` is called before each image; when ``should_stop()``
@@ -38,7 +39,8 @@ def export_job(project, out_dir, *, format: str, report: Callable, should_stop: 
 
     yield (0, 1, "starting export")
     try:
-        return export_project(project, Path(out_dir), format=format, progress=hook)
+        return export_project(project, Path(out_dir), format=format, progress=hook,
+                              reviewed_only=reviewed_only)
     except Cancelled:
         return None
 
@@ -71,11 +73,15 @@ class ModelActions(QObject):
         self._session = session
         self._flush = flush
         self.retrainer = RetrainRunner(self)
+        self.budget_timer = QTimer(self)
+        self.budget_timer.setSingleShot(True)
+        self.budget_timer.timeout.connect(self._budget_over)
+        self._stopped_by = None
         self.export_worker: GeneratorWorker | None = None
         self._export_outcome = "failed"
         c = controls
         c.retrain_requested.connect(self.retrain)
-        c.cancel_retrain_requested.connect(self.retrainer.cancel)
+        c.cancel_retrain_requested.connect(self.stop_training)
         c.cancel_export_requested.connect(self.cancel_export)
         self.retrainer.progress.connect(lambda p: c.show_progress(p, format_progress(p)))
         self.retrainer.log.connect(c.log.appendPlainText)
@@ -89,19 +95,40 @@ class ModelActions(QObject):
             return
         self._flush()
         self.controls.set_running(True)
-        self.retrainer.start(argv or train_command(session.project.path, stage))
+        self._stopped_by = None
+        self.retrainer.start(argv or train_command(session.project.path, stage,
+                                                   *self.controls.train_options()))
+        minutes = self.controls.minutes.value()
+        if minutes > 0:
+            self.budget_timer.start(int(minutes * 60_000))
+
+    def stop_training(self, why: str = "you") -> None:
+        """Stop the trainer (the Stop button, or the time budget)."""
+        if self.retrainer.is_running():
+            self._stopped_by = why
+            self.retrainer.cancel()
+
+    def _budget_over(self) -> None:
+        self.stop_training("the time budget")
 
     def _retrain_finished(self, code: int) -> None:
+        self.budget_timer.stop()
         self.controls.set_running(False)
         session = self._session()
-        if code == 0 and session is not None:
+        if code == 0 and session is not None and self._stopped_by is None:
             session.invalidate_pipeline()
             self.controls.log.appendPlainText("training finished: new proposals use the new model")
+        elif self._stopped_by is not None:
+            text = (f"training stopped by {self._stopped_by}: proposals in this session keep the "
+                    "model loaded before (the run's checkpoints stay in the project)")
+            self.controls.log.appendPlainText(text)
+            self.message.emit(text)
         else:
-            self.controls.log.appendPlainText(f"training stopped (exit code {code})")
+            self.controls.log.appendPlainText(f"training failed (exit code {code})")
 
     # ------------------------------------------------------------------ export
-    def export(self, out_dir, *, format: str | None = None) -> GeneratorWorker | None:
+    def export(self, out_dir, *, format: str | None = None,
+               reviewed_only: bool | None = None) -> GeneratorWorker | None:
         """Export the corrected masks (gaps filled from the proposals) with the function
         ``napari-wsss export`` runs, in a worker; returns the started worker (None when
         there is no project or an export is running)."""
@@ -109,10 +136,12 @@ class ModelActions(QObject):
         if session is None or self.export_worker is not None:
             return None
         fmt = format or self.controls.export_format.currentText()
+        if reviewed_only is None:
+            reviewed_only = self.controls.reviewed_only.isChecked()
         self._flush()
         holder: list[GeneratorWorker] = []
         worker = thread_worker(export_job, start_thread=False, ignore_errors=True)(
-            session.project, Path(out_dir), format=fmt,
+            session.project, Path(out_dir), format=fmt, reviewed_only=reviewed_only,
             report=lambda p: holder[0].yielded.emit(p),
             should_stop=lambda: holder[0].abort_requested,
         )
@@ -143,8 +172,12 @@ class ModelActions(QObject):
         if r is None:
             return
         self._export_outcome = "done"
-        self.message.emit(f"exported {len(r.files)} masks to {r.out_dir}"
-                          + (f"; {len(r.missing)} without masks" if r.missing else ""))
+        self.message.emit(
+            f"exported {len(r.files)} masks to {r.out_dir}: {len(r.reviewed)} reviewed, "
+            f"{len(r.unreviewed)} proposals only (never reviewed)"
+            + (f"; {len(r.not_reviewed)} unreviewed left out" if r.not_reviewed else "")
+            + (f"; {len(r.skipped)} skipped left out" if r.skipped else "")
+            + (f"; {len(r.missing)} without masks" if r.missing else ""))
 
     def _export_error(self, exc: BaseException) -> None:
         self._export_outcome = "failed"

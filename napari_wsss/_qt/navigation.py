@@ -105,20 +105,22 @@ class NavigationPanel(QWidget):
         self._items = {}
         for i in ids:
             item = QListWidgetItem()
-            item.setData(Qt.UserRole, i)
+            item.setData(Qt.ItemDataRole.UserRole, i)
             self._items[i] = item
             self.list.addItem(item)
             self.set_status(i, (status or {}).get(i, "new"))
         self.list.blockSignals(False)
         self.select(current)
 
-    def set_status(self, image_id: str, status: str) -> None:
-        """Update one row (cheap: called on every status change)."""
+    def set_status(self, image_id: str, status: str, *, unsaved: bool = False) -> None:
+        """Update one row (cheap: called on every status change); ``unsaved`` marks an
+        image whose last save failed."""
         item = self._items.get(image_id)
         if item is None:
             return
-        item.setText(f"{image_id}   [{status}]")
-        item.setForeground(QBrush(QColor(STATUS_COLORS.get(status, "#ffffff"))))
+        item.setText(f"{image_id}   [{status}" + (", NOT SAVED]" if unsaved else "]"))
+        color = "#ef5350" if unsaved else STATUS_COLORS.get(status, "#ffffff")
+        item.setForeground(QBrush(QColor(color)))
 
     def select(self, image_id: str | None) -> None:
         """Highlight ``image_id`` without emitting ``image_clicked``."""
@@ -135,4 +137,4 @@ class NavigationPanel(QWidget):
         self.counts.setText(" · ".join(f"{k} {v}" for k, v in counts.items()))
 
     def _clicked(self, item: QListWidgetItem) -> None:
-        self.image_clicked.emit(item.data(Qt.UserRole))
+        self.image_clicked.emit(item.data(Qt.ItemDataRole.UserRole))

@@ -1,4 +1,4 @@
-"""Project panel: open / create a project, show its classes with their colours.
+"""Project panel: open / create a project (its classes are in `classes.ClassPicker`).
 
 Thin: it asks for paths and emits them; the annotation widget does the work.
 """
@@ -6,8 +6,7 @@ Thin: it asks for paths and emits them; the annotation widget does the work.
 from __future__ import annotations
 
 
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QDialog,
     QCheckBox,
@@ -17,24 +16,13 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_wsss.colors import class_color
-
-__all__ = ["ProjectPanel", "NewProjectDialog", "color_icon"]
-
-
-def color_icon(rgba, size: int = 14) -> QIcon:
-    """A square icon filled with an RGBA colour given as floats in ``[0, 1]``."""
-    pix = QPixmap(size, size)
-    pix.fill(QColor.fromRgbF(*rgba))
-    return QIcon(pix)
+__all__ = ["ProjectPanel", "NewProjectDialog"]
 
 
 class _PathRow(QWidget):
@@ -79,7 +67,8 @@ class NewProjectDialog(QDialog):
         form.addRow("Labels CSV (optional)", self.csv)
         form.addRow("Project (.zarr)", self.out)
         form.addRow(self.background)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
@@ -90,7 +79,7 @@ class NewProjectDialog(QDialog):
 
 
 class ProjectPanel(QWidget):
-    """Open / new project buttons, the project path and its classes.
+    """Open / new project buttons and the project path.
 
     Signals
     -------
@@ -98,13 +87,10 @@ class ProjectPanel(QWidget):
         A project path to open.
     create_requested(str, str, str, bool)
         Images folder, labels CSV ("" = one sub-folder per class), project path, background.
-    heatmap_toggled(int, bool)
-        Class index and whether its heatmap is shown.
     """
 
     open_requested = Signal(str)
     create_requested = Signal(str, str, str, bool)
-    heatmap_toggled = Signal(int, bool)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -115,11 +101,7 @@ class ProjectPanel(QWidget):
         self.path_label = QLabel("no project")
         self.path_label.setWordWrap(True)
         # a long path (no spaces to wrap at) is cut instead of widening the panel
-        self.path_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
-        self.classes = QListWidget()
-        self.classes.setMaximumHeight(140)
-        self.classes.setToolTip("Class colours; tick to show the class heatmap")
-        self.classes.itemChanged.connect(self._item_changed)
+        self.path_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         row = QHBoxLayout()
         row.addWidget(self.open_btn)
         row.addWidget(self.new_btn)
@@ -127,7 +109,6 @@ class ProjectPanel(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(row)
         lay.addWidget(self.path_label)
-        lay.addWidget(self.classes)
 
     def _ask_open(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a WSSS project (.zarr folder)")
@@ -136,25 +117,10 @@ class ProjectPanel(QWidget):
 
     def _ask_new(self) -> None:
         dlg = NewProjectDialog(self)
-        if dlg.exec_():
+        if dlg.exec():
             self.create_requested.emit(*dlg.values())
 
-    def _item_changed(self, item: QListWidgetItem) -> None:
-        c = item.data(Qt.UserRole)
-        if c is not None:
-            self.heatmap_toggled.emit(int(c), item.checkState() == Qt.Checked)
-
-    def set_project(self, path, classes: list[str], *, background: int | None) -> None:
-        """Show a project's path and class list (colour, name, heatmap tick box)."""
+    def set_project(self, path) -> None:
+        """Show a project's path."""
         self.path_label.setText(str(path))
         self.path_label.setToolTip(str(path))
-        self.classes.blockSignals(True)
-        self.classes.clear()
-        for c, name in enumerate(classes):
-            item = QListWidgetItem(color_icon(class_color(c, background=background)), f"{c}: {name}")
-            item.setData(Qt.UserRole, c)
-            if c != background:
-                item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
-                item.setCheckState(Qt.Checked)
-            self.classes.addItem(item)
-        self.classes.blockSignals(False)

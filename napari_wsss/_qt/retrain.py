@@ -80,7 +80,7 @@ class RetrainRunner(QObject):
         self.last_progress: dict | None = None
 
     def is_running(self) -> bool:
-        return self._proc is not None and self._proc.state() != QProcess.NotRunning
+        return self._proc is not None and self._proc.state() != QProcess.ProcessState.NotRunning
 
     def start(self, argv: list[str]) -> None:
         """Start ``argv`` (program then arguments); an error if one already runs."""
@@ -122,12 +122,12 @@ class RetrainRunner(QObject):
             if self._buf[which]:
                 self._emit_line(self._buf[which].decode("utf-8", "replace"), which)
                 self._buf[which] = b""
-        crashed = status == QProcess.CrashExit
+        crashed = status == QProcess.ExitStatus.CrashExit
         self._proc = None
         self.finished.emit(-1 if crashed else int(code))
 
     def _on_error(self, error) -> None:
-        if error == QProcess.FailedToStart:
+        if error == QProcess.ProcessError.FailedToStart:
             self.log.emit(f"could not start the trainer: {self._proc.errorString()}")
             self._proc = None
             self.finished.emit(-1)

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from napari_wsss.conventions import class_to_layer, layer_to_class
+from napari_wsss.conventions import IGNORE_LAYER, class_to_layer, layer_to_class
 
 __all__ = [
     "AnnotationSession",
@@ -35,6 +35,9 @@ MASK_STAGES = ("cam", "explainer", "crf", "rw", "segmenter")
 
 UNREVIEWED = ("new", "prelabelled")
 """Statuses that "next unreviewed" stops at."""
+
+REVIEWED = ("accepted", "corrected")
+"""Statuses whose corrections are the annotator's answer (export: "from review")."""
 
 
 @dataclass
@@ -166,16 +169,36 @@ class AnnotationSession:
         ``factory(project, config) -> pipeline`` with ``pipeline.run(image, labels)``
         returning ``Proposals``; defaults to ``Pipeline.from_project``. Called off
         the GUI thread (it loads a model).
+    in_process : bool or None
+        Compute proposals in a child process (`napari_wsss.proposal_service`), so that
+        the GIL-holding CRF cannot stall the GUI; the factory must then be picklable.
+        Default: yes without a factory (on POSIX), no with one (a test's local factory).
     """
 
-    def __init__(self, project, *, config=None, pipeline_factory: Callable | None = None):
+    def __init__(self, project, *, config=None, pipeline_factory: Callable | None = None,
+                 in_process: bool | None = None):
         self.project = project
         self.config = config
         self._factory = pipeline_factory
         self._pipeline = None
+        if in_process is None:
+            from napari_wsss.proposal_service import AVAILABLE
+
+            in_process = pipeline_factory is None and AVAILABLE
+        self.in_process = in_process
+        self._service = None
         self._lock = threading.Lock()
         self.image_ids: list[str] = list(project.image_ids())
-        self._status: dict[str, str] = {i: project.status(i).status for i in self.image_ids}
+        self._status: dict[str, str] = {}
+        self._edited: dict[str, str] = {}
+        for i in self.image_ids:
+            st = project.status(i)
+            self._status[i] = st.status
+            info = project.array_info(i, "corrections")
+            times = [t for t in (st.time if st.status in (*REVIEWED, "skipped") else None,
+                                 info.time if info is not None else None) if t]
+            if times:
+                self._edited[i] = max(times)
         self._labels: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ classes
@@ -237,6 +260,17 @@ class AnnotationSession:
         if offset < 0:
             return earlier[max(len(earlier) + offset, 0)] if earlier else None
         return None
+
+    def resume_id(self, ids: list[str] | None = None) -> str | None:
+        """Where to start: the image edited last (its corrections or review status
+        written last, by the stored UTC times), else the first unreviewed one, else the first."""
+        ids = self.image_ids if ids is None else ids
+        if not ids:
+            return None
+        edited = [i for i in ids if i in self._edited]
+        if edited:
+            return max(edited, key=lambda i: self._edited[i])
+        return next((i for i in ids if self._status[i] in UNREVIEWED), ids[0])
 
     def next_unreviewed(self, image_id: str | None, ids: list[str] | None = None) -> str | None:
         """The next image (wrapping around) whose status is ``new`` or ``prelabelled``."""
@@ -307,6 +341,12 @@ class AnnotationSession:
     def _set_status(self, image_id: str, status: str, model_version: str | None = None) -> None:
         self.project.set_status(image_id, status, model_version=model_version)
         self._status[image_id] = status
+        self._touch(image_id)
+
+    def _touch(self, image_id: str) -> None:
+        from napari_wsss.store._files import utc_now
+
+        self._edited[image_id] = utc_now()
 
     def mark_corrected(self, image_id: str) -> None:
         """Painting sets the status to ``corrected`` (a no-op when it already is)."""
@@ -314,10 +354,25 @@ class AnnotationSession:
             self._set_status(image_id, "corrected")
 
     def save_corrections(self, image_id: str, layer_data: np.ndarray) -> None:
-        """Write corrections given as layer values (thread-safe; one write at a time)."""
+        """Write corrections given as layer values (thread-safe; one write at a time).
+
+        Raises ValueError (nothing written) when a value is neither a class, the eraser's
+        ``0`` nor "ignore"."""
+        layer_data = np.asarray(layer_data)
+        n = len(self.project.classes)
+        present = (np.flatnonzero(np.bincount(layer_data.ravel(), minlength=256))
+                   if layer_data.dtype == np.uint8 else np.unique(layer_data))
+        bad = np.setdiff1d(present, [*range(n + 1), IGNORE_LAYER])
+        if bad.size:
+            raise ValueError(
+                f"corrections of {image_id!r} hold label(s) {', '.join(map(str, bad[:5].tolist()))} "
+                f"that are no class of this project (1..{n}, {IGNORE_LAYER} = ignore): "
+                "erase those strokes or paint over them with a class"
+            )
         mask = layer_to_class(layer_data)
         with self._lock:
             self.project.write_corrections(image_id, mask)
+        self._touch(image_id)
 
     def accept(self, image_id: str, layer_data: np.ndarray, stage: str, *, only_unpainted: bool):
         """Corrections after accepting proposal ``stage``; sets the status ``accepted``.
@@ -339,8 +394,14 @@ class AnnotationSession:
         has = bool(self.project.mask_stages(image_id))
         self._set_status(image_id, "prelabelled" if has else "new")
 
-    def skip(self, image_id: str) -> None:
+    def skip(self, image_id: str) -> bool:
+        """Skip: an unreviewed image (``new`` / ``prelabelled``) becomes ``skipped`` (left
+        out of exports and training); a reviewed one (``accepted`` / ``corrected``) keeps
+        its status and its mask. Returns whether the status changed."""
+        if self._status[image_id] in REVIEWED:
+            return False
         self._set_status(image_id, "skipped")
+        return True
 
     def refresh_status(self, image_id: str) -> str:
         """Re-read one status from the store (after a worker wrote it)."""
@@ -356,6 +417,14 @@ class AnnotationSession:
         """Forget the models (after retraining) so the next `compute` loads the newest."""
         with self._lock:
             self._pipeline = None
+        if self._service is not None:
+            self._service.reload()
+
+    def close(self) -> None:
+        """Stop the proposal process, if one runs."""
+        if self._service is not None:
+            self._service.close()
+            self._service = None
 
     def pipeline(self):
         """The proposal pipeline with the current config (models loaded on first use; slow)."""
@@ -380,6 +449,32 @@ class AnnotationSession:
         pipe = self.pipeline()
         image = np.asarray(self.project.image(image_id))
         return pipe.run(image, self.image_labels(image_id), progress=progress)
+
+    def compute_proposals(self, image_id: str, *, on_stage: Callable[[str], None] | None = None,
+                          should_stop: Callable[[], bool] = lambda: False):
+        """Proposals of one image (call from a worker thread); None when ``should_stop()``
+        turned true before the last stage. In the child process when `in_process`."""
+        if self.in_process:
+            from napari_wsss.proposal_service import ProposalService
+
+            if self._service is None:
+                self._service = ProposalService(self.project.path, self._factory)
+            return self._service.compute(image_id, self.config, on_stage=on_stage,
+                                         should_stop=should_stop)
+
+        class _Stop(Exception):
+            pass
+
+        def progress(stage: str) -> None:
+            if should_stop():
+                raise _Stop
+            if on_stage is not None:
+                on_stage(stage)
+
+        try:
+            return self.compute(image_id, progress=progress)
+        except _Stop:
+            return None
 
     def store_proposals(self, image_id: str, proposals) -> None:
         """Save proposals (cams + masks); a new image becomes ``prelabelled``, a reviewed

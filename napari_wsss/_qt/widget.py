@@ -15,13 +15,16 @@ import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
+from napari_wsss.conventions import class_of_value, is_paintable, value_of_class
+
+from .classes import CLASS_KEYS, HEATMAP_PICKED, ClassPicker
 from .controls import ModelControls, PanelScrollArea, ProposalControls, ReviewControls
 from .editing import CorrectionsEditor
-from .layers import STAGE_TITLES, LayerSet
+from .layers import HEATMAP_ALL, HEATMAP_OFF, STAGE_TITLES, LayerSet
 from .navigation import NavigationPanel
 from .project_panel import ProjectPanel
 from .model_actions import ModelActions
-from .session import MASK_STAGES, AnnotationSession, config_from_settings, default_config
+from .session import AnnotationSession, config_from_settings, default_config
 from .workers import BackgroundIO, proposal_worker
 
 if TYPE_CHECKING:
@@ -59,7 +62,13 @@ class AnnotationWidget(QWidget):
         "Alt-A": "accept",
         "Alt-S": "skip",
         "Alt-I": "use_ignore_brush",
+        "Alt-C": "toggle_contour",
+        "Alt-O": "cycle_opacity",
+        "Alt-H": "cycle_heatmap",
     }
+    """Panel keys (viewer-wide); the class keys 1-9, 0 (`CLASS_KEYS`) are bound on the
+    corrections layer, where they replace napari's digit shortcuts for the Labels modes
+    (the letter shortcuts E, P, F, L, Z stay)."""
 
     def __init__(self, napari_viewer: napari.Viewer, *, pipeline_factory=None):
         super().__init__()
@@ -70,10 +79,11 @@ class AnnotationWidget(QWidget):
         self.current: str | None = None
         self.worker = None
         self._closed = False
-        self.io = BackgroundIO(self._write, self._read,
-                               on_error=lambda i, e: log.error("save of %s failed: %s", i, e))
+        self.io = BackgroundIO(self._write, self._read)
+        self.save_states: dict[str, str] = {}
 
         self.project_panel = ProjectPanel()
+        self.picker = ClassPicker()
         self.nav = NavigationPanel()
         self.proposal_controls = ProposalControls()
         self.proposal_controls.set_from_config(default_config())
@@ -83,7 +93,7 @@ class AnnotationWidget(QWidget):
         self.message.setWordWrap(True)
         inner = QWidget()
         lay = QVBoxLayout(inner)
-        for w in (self.project_panel, self.nav, self.review, self.proposal_controls,
+        for w in (self.project_panel, self.picker, self.nav, self.review, self.proposal_controls,
                   self.model_controls, self.message):
             lay.addWidget(w)
         self.scroll = PanelScrollArea(inner)  # as wide as the controls need, scrolls vertically
@@ -93,6 +103,10 @@ class AnnotationWidget(QWidget):
 
         self.editor = CorrectionsEditor(self.io, self)
         self.editor.status_changed.connect(self._status_changed)
+        self.editor.save_state.connect(self._on_save_state)
+        self.editor.refused.connect(self.notify)
+        self.stroke_finished = self.editor.stroke_finished
+        """`CorrectionsEditor.stroke_finished`: one finished edit of an image's corrections."""
         self.model = ModelActions(self.model_controls, lambda: self.session, self._flush, self)
         self.model.message.connect(self.message.setText)
         self.retrainer = self.model.retrainer
@@ -107,7 +121,9 @@ class AnnotationWidget(QWidget):
                                self.model_controls)
         pp.open_requested.connect(self.open_project)
         pp.create_requested.connect(self.create_project)
-        pp.heatmap_toggled.connect(self._toggle_heatmap)
+        self.picker.value_chosen.connect(self.choose_value)
+        self.picker.heatmap_mode_changed.connect(lambda _: self._update_heatmap())
+        rv.stage.currentIndexChanged.connect(self._stage_chosen)
         nav.image_clicked.connect(self.show_image)
         nav.filters_changed.connect(self._refresh_list)
         nav.previous_requested.connect(self.previous_image)
@@ -145,6 +161,7 @@ class AnnotationWidget(QWidget):
             self._flush()
             self.io.forget()
             self.layers.clear()
+            self.session.close()
         if not isinstance(project, Project):
             project = Project.open(Path(project))
         self.session = AnnotationSession(project, pipeline_factory=self._factory,
@@ -152,12 +169,13 @@ class AnnotationWidget(QWidget):
         self.layers = LayerSet(self.viewer, project.classes, background=project.background)
         self.current = None
         bg = project.background
-        self.project_panel.set_project(project.path, project.classes, background=bg)
+        self.project_panel.set_project(project.path)
+        self.picker.set_classes(project.classes, background=bg)
         self.nav.set_choices(project.STATUSES, project.classes, background=bg)
         self._refresh_list()
-        ids = self._visible_ids()
-        if ids:
-            self.show_image(ids[0])
+        start = self.session.resume_id(self._visible_ids())
+        if start is not None:
+            self.show_image(start)
 
     def create_project(self, folder: str, csv: str, out: str, background: bool = False):
         """Ingest an image folder (+ labels CSV, or one sub-folder per class) into a project
@@ -230,10 +248,44 @@ class AnnotationWidget(QWidget):
         self.nav.set_counts(s.counts())
 
     def _status_changed(self, image_id: str) -> None:
-        self.nav.set_status(image_id, self.session.status(image_id))
+        self.nav.set_status(image_id, self.session.status(image_id),
+                            unsaved=image_id in self.editor.unsaved)
         self.nav.set_counts(self.session.counts())
         if image_id == self.current:
-            self.review.status.setText(f"{image_id}: {self.session.status(image_id)}")
+            self._show_state()
+
+    def _show_state(self) -> None:
+        """The review box's line: image, status and whether its corrections are saved."""
+        i = self.current
+        if i is None:
+            return
+        save = self.save_states.get(i, "saved")
+        words = {"pending": "unsaved changes…", "saving": "saving…", "saved": "saved ✓",
+                 "failed": "NOT SAVED (retrying)"}
+        self.review.set_state(f"{i}: {self.session.status(i)} · {words.get(save, save)}",
+                              error=save == "failed")
+
+    def _on_save_state(self, image_id: str, state: str, detail: str) -> None:
+        before = self.save_states.get(image_id)
+        self.save_states[image_id] = state
+        if state == "failed":
+            self.notify(f"saving {image_id} failed: {detail}. Its strokes are kept and the save "
+                        "is retried.", error=True)
+        elif state == "saved" and before == "failed":
+            self.notify(f"{image_id} saved")
+        if state in ("failed", "saved") or before == "failed":
+            self._status_changed(image_id)
+        elif image_id == self.current:
+            self._show_state()
+
+    def notify(self, text: str, *, error: bool = False) -> None:
+        """Say ``text`` in the panel and in napari's status bar (and as a notification)."""
+        self.message.setText(text)
+        self.message.setStyleSheet("color: #ef5350" if error else "")
+        self.viewer.status = text
+        from napari.utils.notifications import show_warning
+
+        show_warning(text)
 
     def show_image(self, image_id: str) -> None:
         """Save the current image's corrections, then show ``image_id``."""
@@ -243,6 +295,7 @@ class AnnotationWidget(QWidget):
         self.editor.pause()  # queues the save of the current image
         try:
             view = self.io.load(image_id)  # ordered after the save just queued
+            view.corrections = self.editor.corrections_for(image_id, view.corrections)
         except Exception as exc:  # a damaged image: say so, stay on the current one
             log.error("cannot show %s", image_id, exc_info=exc)
             self.message.setText(f"cannot show {image_id}: {exc}")
@@ -250,25 +303,39 @@ class AnnotationWidget(QWidget):
                 self.editor.attach(self.session, self.layers.corrections, previous)
             return
         self.current = image_id
+        first = self.layers.corrections is None
         self.layers.show(view)
+        if first:
+            self._hook_corrections()
         self.editor.attach(self.session, self.layers.corrections, image_id)
-        self.review.set_stages([s for s in MASK_STAGES if s in view.masks], STAGE_TITLES)
+        self.review.set_stages(self.layers.stages(), STAGE_TITLES, current=self.layers.stage)
         self.nav.select(image_id)
-        self.review.status.setText(f"{image_id}: {self.session.status(image_id)}")
+        self._show_state()
         self.image_shown.emit(image_id)
-        self._prefetch()
+        self._prefetch(previous)
 
-    def _prefetch(self) -> None:
+    def _prefetch(self, left: str | None = None) -> None:
+        """Read the neighbours ahead, except the image just left: its save was just queued,
+        and re-reading it competes with the switch for the CPU on small machines."""
         ids, cur = self._visible_ids(), self.current
-        for target in (self.session.step(cur, 1, ids), self.session.step(cur, -1, ids),
-                       self.session.next_unreviewed(cur, ids)):
-            if target is not None and target != cur:
+        for target in (self.session.step(cur, 1, ids), self.session.next_unreviewed(cur, ids),
+                       self.session.step(cur, -1, ids)):
+            if target is not None and target not in (cur, left):
                 self.io.prefetch(target)
 
     def _step(self, offset: int) -> None:
-        target = self.session.step(self.current, offset, self._visible_ids()) if self.session else None
+        if self.session is None:
+            return
+        ids = self._visible_ids()
+        target = self.session.step(self.current, offset, ids)
         if target is not None and target != self.current:
             self.show_image(target)
+            return
+        where = "last" if offset > 0 else "first"
+        left = self.session.next_unreviewed(self.current, ids)
+        self.notify(f"{self.current} is the {where} image in this list"
+                    + (f"; {left} is not reviewed yet (Alt+Down)" if left else
+                       "; every image in it is reviewed"))
 
     def next_image(self) -> None:
         self._step(+1)
@@ -281,13 +348,74 @@ class AnnotationWidget(QWidget):
             return
         target = self.session.next_unreviewed(self.current, self._visible_ids())
         if target is None:
-            self.message.setText("no unreviewed image left in this list")
+            self.notify("no unreviewed image left in this list: the end")
         else:
             self.show_image(target)
 
-    def _toggle_heatmap(self, c: int, visible: bool) -> None:
+    # ------------------------------------------------------------------ classes and display
+    def _hook_corrections(self) -> None:
+        """The corrections layer exists now: the class keys and the label box -> panel link."""
+        layer = self.layers.corrections
+        for k, key in enumerate(CLASS_KEYS):
+            layer.bind_key(key, lambda _l, k=k: self.choose_class(k), overwrite=True)
+        layer.events.selected_label.connect(self._label_changed)
+        self._label_changed()
+
+    def _label_changed(self, event=None) -> None:
+        layer = self.layers.corrections if self.layers is not None else None
+        if layer is None or not is_paintable(layer.selected_label, len(self.session.classes)):
+            return  # the editor sets it back and says why
+        self.picker.set_value(layer.selected_label)
+        self._update_heatmap()
+
+    def choose_class(self, c: int) -> bool:
+        """Paint with class ``c`` (the keys 1-9, 0 call this with ``c`` = 0..9)."""
+        if self.session is None or not 0 <= c < len(self.session.classes):
+            if self.session is not None:
+                self.notify(f"no class {c + 1}: this project has {len(self.session.classes)} classes")
+            return False
+        return self.choose_value(value_of_class(c))
+
+    def choose_value(self, value: int) -> bool:
+        """Paint with layer value ``value`` (what the class picker emits)."""
+        if self.layers is None or self.layers.corrections is None:
+            return False
+        ok = self.editor.choose(value)
+        if ok:
+            self.viewer.layers.selection.active = self.layers.corrections
+        return ok
+
+    def _update_heatmap(self) -> None:
+        if self.layers is None or self.layers.corrections is None:
+            return
+        mode = self.picker.heatmap_mode()
+        if mode == HEATMAP_PICKED:
+            v = int(self.layers.corrections.selected_label)
+            c = class_of_value(v)
+            if c >= len(self.session.classes):  # ignore / eraser: keep the last class shown
+                return
+            self.layers.set_heatmap(c)
+        else:
+            self.layers.set_heatmap(HEATMAP_ALL if mode == "all" else HEATMAP_OFF)
+
+    def cycle_heatmap(self) -> None:
+        """Heatmap: picked class -> all classes -> off (Alt+H)."""
+        self.picker.cycle_heatmap()
+
+    def toggle_contour(self) -> None:
+        """Proposal filled <-> contours (Alt+C)."""
         if self.layers is not None:
-            self.layers.set_heatmap_visible(c, visible)
+            contour = self.layers.toggle_contour()
+            self.viewer.status = f"proposal drawn as {'contours' if contour else 'filled regions'}"
+
+    def cycle_opacity(self) -> None:
+        """Next proposal opacity (Alt+O)."""
+        if self.layers is not None:
+            self.viewer.status = f"proposal opacity {self.layers.cycle_opacity():.2f}"
+
+    def _stage_chosen(self, _index=None) -> None:
+        if self.layers is not None:
+            self.layers.set_stage(self.review.stage.currentData())
 
     # ------------------------------------------------------------------ corrections
     def _write(self, image_id: str, data: np.ndarray) -> None:
@@ -321,11 +449,14 @@ class AnnotationWidget(QWidget):
             self.editor.reset()
 
     def skip(self) -> None:
-        """Mark the current image skipped and go to the next unreviewed one."""
+        """Go to the next unreviewed image; an unreviewed current image is marked
+        ``skipped`` (a reviewed one keeps its status and mask: see docs/review.md)."""
         if self.current is None:
             return
-        self.session.skip(self.current)
-        self._status_changed(self.current)
+        image_id = self.current
+        if not self.session.skip(image_id):
+            self.notify(f"{image_id} stays {self.session.status(image_id)} (Reset first to skip it)")
+        self._status_changed(image_id)
         self.next_unreviewed()
 
     def use_ignore_brush(self) -> None:
@@ -401,7 +532,7 @@ class AnnotationWidget(QWidget):
         if image_id == self.current:
             view = self.io.load(image_id)
             self.layers.show_proposals(view)
-            self.review.set_stages([s for s in MASK_STAGES if s in view.masks], STAGE_TITLES)
+            self.review.set_stages(self.layers.stages(), STAGE_TITLES, current=self.layers.stage)
         self.proposals_ready.emit(image_id)
 
     # ------------------------------------------------------------------ model
@@ -414,10 +545,10 @@ class AnnotationWidget(QWidget):
         if out:
             self.export(out)
 
-    def export(self, out_dir, *, format: str | None = None):
+    def export(self, out_dir, *, format: str | None = None, reviewed_only: bool | None = None):
         """Export the corrected masks in a worker, with progress and a stop button
         (`ModelActions.export`); returns the started worker."""
-        return self.model.export(out_dir, format=format)
+        return self.model.export(out_dir, format=format, reviewed_only=reviewed_only)
 
     # ------------------------------------------------------------------ teardown
     def cleanup(self) -> None:
@@ -427,16 +558,43 @@ class AnnotationWidget(QWidget):
         self._closed = True
         if self.worker is not None:
             self.worker.quit()  # stops at its next step, before saving
+        layer = self.layers.corrections if self.layers is not None else None
+        if layer is not None:
+            layer.events.selected_label.disconnect(self._label_changed)
+            for key in CLASS_KEYS:
+                layer.bind_key(key, None)
         self.editor.detach()  # queues the last save
         self.io.close()  # waits for it
+        self._keep_unsaved()
         if self.layers is not None:
             self.layers.stop()
         self.model.shutdown()
+        if self.session is not None:
+            self.session.close()
         for key in self._bound:
             self.viewer.bind_key(key, None)
         self._bound = []
         self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
         self.viewer.layers.events.removing.disconnect(self._on_layer_removing)
+
+    def _keep_unsaved(self) -> None:
+        """At close, corrections whose save failed go to ``.npy`` files (layer values) in a
+        ``<project>.unsaved`` folder next to the project, and the log says where."""
+        unsaved = dict(self.editor.unsaved)
+        if not unsaved or self.session is None:
+            return
+        import re
+
+        folder = Path(str(self.session.project.path) + ".unsaved")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for image_id, data in unsaved.items():
+                np.save(folder / (re.sub(r"[^A-Za-z0-9._-]", "_", image_id) + ".npy"), data)
+        except OSError as exc:
+            log.error("corrections of %s could not be saved anywhere: %s", ", ".join(unsaved), exc)
+            return
+        log.error("corrections of %s could not be saved in the project; their layer values are "
+                  "in %s", ", ".join(unsaved), folder)
 
     def closeEvent(self, event) -> None:
         self.cleanup()

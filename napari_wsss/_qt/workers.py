@@ -28,7 +28,8 @@ class Cancelled(Exception):
 
 
 def proposal_job(session, image_id: str, *, report: Callable, should_stop: Callable[[], bool]):
-    """Generator: load the models, compute and save the proposals of one image.
+    """Generator: compute (`AnnotationSession.compute_proposals`: in a child process by
+    default) and save the proposals of one image.
 
     Parameters
     ----------
@@ -53,18 +54,14 @@ def proposal_job(session, image_id: str, *, report: Callable, should_stop: Calla
     config = session.config
     stages = ["cam", *(getattr(config, "refine", None) or ("crf", "rw"))]
     total = len(stages) + 2
-    yield (0, total, "loading models")
-    session.pipeline()
+    yield (0, total, "loading models" if session.in_process else "starting")
 
     def on_stage(stage: str) -> None:
-        if should_stop():
-            raise Cancelled
         step = 1 + (stages.index(stage) if stage in stages else len(stages) - 1)
         report((step, total, f"{image_id}: {stage}"))
 
-    try:
-        proposals = session.compute(image_id, progress=on_stage)
-    except Cancelled:
+    proposals = session.compute_proposals(image_id, on_stage=on_stage, should_stop=should_stop)
+    if proposals is None:
         return None
     yield (total - 1, total, "saving proposals")
     session.store_proposals(image_id, proposals)
@@ -127,9 +124,10 @@ class BackgroundIO:
                 self._on_error(image_id, exc)
             raise
 
-    def save(self, image_id: str, data: np.ndarray) -> cf.Future:
-        """Queue a write of a copy of ``data`` (the layer keeps changing)."""
-        fut = self._pool.submit(self._run_write, image_id, np.array(data, copy=True))
+    def save(self, image_id: str, data: np.ndarray, *, copy: bool = True) -> cf.Future:
+        """Queue a write of a copy of ``data`` (the layer keeps changing; ``copy=False``
+        when the caller hands over an array of its own)."""
+        fut = self._pool.submit(self._run_write, image_id, np.array(data, copy=True) if copy else data)
         with self._lock:
             self._writes = [f for f in self._writes if not f.done()] + [fut]
             self._reads.pop(image_id, None)  # a read-ahead of this image is now stale

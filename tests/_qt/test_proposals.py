@@ -32,7 +32,7 @@ def _open(make_napari_viewer, project, *, tta=False):
     return viewer, widget
 
 
-def _compute(qtbot, widget, timeout=120000):
+def _compute(qtbot, widget, timeout=240000):
     with qtbot.waitSignal(widget.proposals_finished, timeout=timeout) as blocker:
         assert widget.recompute() is not None
     assert blocker.args[1] == "saved", widget.message.text()
@@ -50,7 +50,8 @@ def test_full_cycle_with_computed_proposals(make_napari_viewer, qtbot, model_pro
     # no background class: every pixel goes to one of the image's labels (0 and 1)
     assert set(np.unique(rw)) <= {0, 1}
     np.testing.assert_array_equal(viewer.layers["proposal: random walk"].data, class_to_layer(rw))
-    assert sorted(widget.layers.heatmaps) == [0, 1]
+    heat = widget.layers.heatmap  # one heatmap: the picked class (disc)
+    assert heat.visible and heat.name == "heatmap: disc"
     assert widget.review.stage.currentData() == "rw"
     assert widget.nav.list.item(0).text() == "a   [prelabelled]"
 
@@ -74,6 +75,7 @@ def test_full_cycle_with_computed_proposals(make_napari_viewer, qtbot, model_pro
 
 def test_proposals_do_not_block_the_event_loop(make_napari_viewer, qtbot, tmp_path, synthetic_image,
                                               ticker):
+    import os
     import time
 
     project = Project.create(tmp_path / "p.zarr", ["disc", "square"])
@@ -83,7 +85,7 @@ def test_proposals_do_not_block_the_event_loop(make_napari_viewer, qtbot, tmp_pa
     _compute(qtbot, widget)  # loads the model and creates the layers (GUI work, not timed)
     steps = []
     widget.proposal_progress.connect(lambda i, n, text: steps.append((time.perf_counter(), text)))
-    with ticker as ticks, qtbot.waitSignal(widget.proposals_finished, timeout=120000):
+    with ticker as ticks, qtbot.waitSignal(widget.proposals_finished, timeout=240000):
         t0 = time.perf_counter()
         assert widget.recompute() is not None
     t_saving = next(t for t, text in steps if text == "saving proposals")
@@ -91,17 +93,19 @@ def test_proposals_do_not_block_the_event_loop(make_napari_viewer, qtbot, tmp_pa
         "loading models", "cam", "crf", "rw", "saving proposals"]
     busy = t_saving - t0
     assert busy > 0.5, "the computation was too short to show anything"
-    # While the model and the refinement ran, the GUI thread kept running its timers: a
-    # 10 ms timer was never late by more than half the run (measured: <= 0.16 s, the
-    # longest stretch is pydensecrf's inference, which holds the GIL).
-    assert ticks.max_gap(t0, t_saving) < min(0.4, busy / 2)
+    # The pipeline ran in the proposal process, not here
+    assert widget.session._service.pid not in (None, os.getpid())
+    # so the GUI thread kept running its timers (in a thread it did not: pydensecrf's
+    # inference holds the GIL for 0.16 s and more, and the issue saw 0.6-1.6 s)
+    print(f"longest gap of the 10 ms timer: {ticks.max_gap(t0, t_saving) * 1000:.0f} ms")
+    assert ticks.max_gap(t0, t_saving) < 0.1
     assert ticks.count(t0, t_saving) > busy / 0.010 * 0.3
     assert Project.open(project.path, mode="r").mask_stages("big") == ["cam", "crf", "rw"]
 
 
 def test_cancel_saves_nothing(make_napari_viewer, qtbot, model_project):
     viewer, widget = _open(make_napari_viewer, model_project)
-    with qtbot.waitSignal(widget.proposals_finished, timeout=60000) as blocker:
+    with qtbot.waitSignal(widget.proposals_finished, timeout=240000) as blocker:
         assert widget.recompute() is not None
         widget.cancel()
     assert blocker.args == ["a", "cancelled"]
@@ -113,7 +117,7 @@ def test_cancel_saves_nothing(make_napari_viewer, qtbot, model_project):
 
 def test_no_trained_classifier_is_reported(make_napari_viewer, qtbot, project):
     viewer, widget = _open(make_napari_viewer, project)
-    with qtbot.waitSignal(widget.proposals_finished, timeout=60000) as blocker:
+    with qtbot.waitSignal(widget.proposals_finished, timeout=240000) as blocker:
         assert widget.recompute() is not None
     assert blocker.args == ["a", "failed"]
     assert "has no classifier yet" in widget.message.text()

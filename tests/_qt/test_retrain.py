@@ -3,6 +3,7 @@ stdout protocol; the trainer itself is exercised in tests/trainer)."""
 
 import sys
 
+from napari_wsss._qt import AnnotationWidget
 from napari_wsss._qt.retrain import RetrainRunner, format_progress, parse_progress, train_command
 
 SCRIPT = r"""
@@ -98,3 +99,28 @@ def test_widget_retrains_with_the_real_trainer(make_napari_viewer, qtbot, projec
         widget.recompute()
     assert second.args == ["a", "saved"], widget.message.text()
     assert project.mask_stages("a") == ["cam", "crf", "rw"]
+
+
+def test_epochs_and_time_budget_controls(make_napari_viewer, qtbot, project):
+    """The epochs box reaches the trainer's command line; the time budget stops a run, and
+    a stopped run does not make the session load new models."""
+    import sys
+
+    viewer = make_napari_viewer()
+    widget = AnnotationWidget(viewer)
+    widget.open_project(project.path)
+    lines = []
+    widget.retrainer.log.connect(lines.append)
+    widget.model_controls.epochs.setValue(2)
+    assert widget.model_controls.train_options() == ["--epochs", "2"]
+    widget.model_controls.minutes.setValue(1)
+    sentinel = object()
+    widget.session._pipeline = sentinel  # a loaded pipeline that must survive a stopped run
+    with qtbot.waitSignal(widget.retrainer.finished, timeout=60000):
+        widget.retrain("classifier", argv=[sys.executable, "-c", "import time; time.sleep(120)"])
+        assert widget.model.budget_timer.isActive()
+        assert widget.model.budget_timer.interval() == 60_000
+        widget.model.budget_timer.start(300)  # the budget, shortened for the test
+    assert "training stopped by the time budget" in widget.message.text()
+    assert widget.session._pipeline is sentinel
+    assert widget.model_controls.retrain_btn.isEnabled()

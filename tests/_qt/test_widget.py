@@ -28,13 +28,14 @@ def test_open_shows_layers_and_list(make_napari_viewer, qtbot, project):
     viewer, widget = _open(make_napari_viewer, qtbot, project)
     assert widget.current == "a"
     names = [layer.name for layer in viewer.layers]
-    assert names == ["image", "heatmap: disc", "heatmap: square", "proposal: CRF", "corrections"]
+    # one heatmap: the class the brush paints (layer value 1 = class 0 "disc")
+    assert names == ["image", "heatmap: disc", "proposal: CRF", "corrections"]
     assert viewer.layers["proposal: CRF"].editable is False
     # layer value = class + 1
     assert viewer.layers["proposal: CRF"].data[0, 0] == 1 and viewer.layers["proposal: CRF"].data[0, 40] == 2
     assert viewer.layers["heatmap: disc"].blending == "additive"
     assert widget.nav.list.count() == 4
-    assert widget.project_panel.classes.count() == 3
+    assert widget.picker.list.count() == 4  # three classes and the ignore brush
     # class filter
     widget.nav.class_filter.setCurrentIndex(widget.nav.class_filter.findData(2))
     assert [widget.nav.list.item(i).text().split()[0] for i in range(widget.nav.list.count())] == ["c", "d"]
@@ -109,6 +110,8 @@ def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, projec
     np.testing.assert_array_equal(reopened.read_corrections("b"), b)
 
     viewer2, widget2 = _open(make_napari_viewer, qtbot, project)
+    assert widget2.current == "b"  # reopening resumes at the image edited last
+    widget2.show_image("a")
     assert widget2.session.status("a") == "accepted"
     np.testing.assert_array_equal(widget2.layers.corrections.data,
                                   np.where(expected == 254, IGNORE_LAYER, expected + 1))
@@ -158,28 +161,28 @@ def test_keyboard_navigation_and_unbind_on_close(make_napari_viewer, qtbot, proj
     viewer.window._qt_window.show()
     canvas = viewer.window._qt_viewer.canvas.native
     canvas.setFocus()
-    QTest.keyClick(canvas, Qt.Key_Right, Qt.AltModifier)
+    QTest.keyClick(canvas, Qt.Key.Key_Right, Qt.KeyboardModifier.AltModifier)
     assert widget.current == "b"
-    QTest.keyClick(canvas, Qt.Key_Left, Qt.AltModifier)
+    QTest.keyClick(canvas, Qt.Key.Key_Left, Qt.KeyboardModifier.AltModifier)
     assert widget.current == "a"
     project.set_status("b", "accepted")
     widget.session.refresh_status("b")
-    QTest.keyClick(canvas, Qt.Key_Down, Qt.AltModifier)  # next unreviewed skips "b"
+    QTest.keyClick(canvas, Qt.Key.Key_Down, Qt.KeyboardModifier.AltModifier)  # next unreviewed skips "b"
     assert widget.current == "c"
-    QTest.keyClick(canvas, Qt.Key_S, Qt.AltModifier)  # skip "c" -> next unreviewed "d"
+    QTest.keyClick(canvas, Qt.Key.Key_S, Qt.KeyboardModifier.AltModifier)  # skip "c" -> next unreviewed "d"
     assert project.status("c").status == "skipped" and widget.current == "d"
-    QTest.keyClick(canvas, Qt.Key_I, Qt.AltModifier)  # the ignore brush
+    QTest.keyClick(canvas, Qt.Key.Key_I, Qt.KeyboardModifier.AltModifier)  # the ignore brush
     layer = widget.layers.corrections
     assert layer.selected_label == IGNORE_LAYER and layer.mode == "paint"
     project.write_mask("d", "crf", _proposal((48, 64), 32, 0, 2), model_version="v")
     widget.show_image("d")  # reload: the proposal is new
-    QTest.keyClick(canvas, Qt.Key_A, Qt.AltModifier)  # accept the shown proposal
+    QTest.keyClick(canvas, Qt.Key.Key_A, Qt.KeyboardModifier.AltModifier)  # accept the shown proposal
     assert project.status("d").status == "accepted"
     np.testing.assert_array_equal(layer.data, _proposal((48, 64), 32, 1, 3))
     assert {str(k) for k in viewer.keymap} >= {"Alt+Right", "Alt+Left", "Alt+Down"}
     widget.close()
     assert not any(str(k).startswith("Alt+") for k in viewer.keymap)
-    QTest.keyClick(canvas, Qt.Key_Left, Qt.AltModifier)
+    QTest.keyClick(canvas, Qt.Key.Key_Left, Qt.KeyboardModifier.AltModifier)
     assert widget.current == "d"
 
 
@@ -252,7 +255,8 @@ def test_file_open_through_the_reader_is_adopted(make_napari_viewer, qtbot, proj
     assert widget.session.project.path == project.path
     assert widget.current == "a"
     names = [layer.name for layer in viewer.layers]
-    assert names == ["image", "proposal: CRF", "corrections"]  # the reader's layers are gone
+    # the reader's layers are gone
+    assert names == ["image", "heatmap: no CAMs stored", "proposal: CRF", "corrections"]
 
 
 def test_panel_opened_after_the_reader_adopts(make_napari_viewer, qtbot, project):
@@ -261,7 +265,8 @@ def test_panel_opened_after_the_reader_adopts(make_napari_viewer, qtbot, project
     assert len(viewer.layers) >= 1
     widget = AnnotationWidget(viewer)
     qtbot.waitUntil(lambda: widget.session is not None, timeout=5000)
-    assert [layer.name for layer in viewer.layers] == ["image", "corrections"]
+    assert [layer.name for layer in viewer.layers] == [
+        "image", "heatmap: no CAMs stored", "proposal: none", "corrections"]
 
 
 def test_create_project_from_folder_and_csv(make_napari_viewer, qtbot, tmp_path, synthetic_image):
@@ -280,7 +285,7 @@ def test_create_project_from_folder_and_csv(make_napari_viewer, qtbot, tmp_path,
     assert widget.session.classes == ["cat", "dog"]
     assert widget.session.image_labels("x2").tolist() == [0, 1]
     assert widget.current == "x1"
-    assert widget.project_panel.classes.item(1).text() == "1: dog"
+    assert widget.picker.row_text(2) == "2  dog   [2]"  # layer value, name, key
     np.testing.assert_array_equal(widget.layers.image.data, np.asarray(PILImage.open(folder / "x1.png")))
 
 
@@ -307,27 +312,33 @@ def test_accept_and_reset_are_undoable_strokes(make_napari_viewer, qtbot, projec
     assert stored[0, 0] == 254 and stored[20, 20] == 0 and stored[20, 40] == 1
 
 
-def test_hidden_layers_show_the_current_image_when_shown(make_napari_viewer, qtbot, project):
-    """Hidden layers get their data lazily: showing one must never reveal a stale image."""
+def test_chosen_proposal_stage_is_shown_and_kept_across_images(make_napari_viewer, qtbot, project):
+    """One proposal layer shows the stage chosen in the Review box (the one Accept
+    copies); the choice holds across images that have it; no stale data when an image
+    has no proposals."""
     for image_id, split in (("a", 10), ("b", 50)):
         project.write_mask(image_id, "cam", _proposal((48, 64), split, 0, 1), model_version="v")
         project.write_mask(image_id, "crf", _proposal((48, 64), split, 1, 0), model_version="v")
     viewer, widget = _open(make_napari_viewer, qtbot, project)
-    prior = viewer.layers["proposal: prior (CAM)"]
-    assert not prior.visible and viewer.layers["proposal: CRF"].visible  # last stage shown
+    order = [layer.name for layer in viewer.layers]
+    assert order[2] == "proposal: CRF"  # the last (most refined) stage by default
+    widget.review.stage.setCurrentIndex(widget.review.stage.findData("cam"))
+    prop = widget.layers.proposal
+    assert prop.name == "proposal: prior (CAM)"
+    np.testing.assert_array_equal(prop.data, _proposal((48, 64), 10, 1, 2))
     widget.next_image()
-    assert widget.current == "b"
+    assert widget.current == "b" and prop.name == "proposal: prior (CAM)"
     # what napari hands to the canvas (its current slice) follows the data copied in place
-    crf = viewer.layers["proposal: CRF"]
-    np.testing.assert_array_equal(np.asarray(crf._slice.image.raw), _proposal((48, 64), 50, 2, 1))
+    np.testing.assert_array_equal(np.asarray(prop._slice.image.raw), _proposal((48, 64), 50, 1, 2))
     np.testing.assert_array_equal(np.asarray(viewer.layers["image"]._slice.image.raw),
                                   project.image("b"))
-    prior.visible = True
-    np.testing.assert_array_equal(prior.data, _proposal((48, 64), 50, 1, 2))
-    np.testing.assert_array_equal(np.asarray(prior._slice.image.raw), _proposal((48, 64), 50, 1, 2))
-    widget.next_image()  # "c" has no proposals: the visible layers are emptied
-    assert (prior.data == 0).all() and not prior.visible
-    assert not crf.visible and (crf.data == 0).all()
+    widget.accept(only_unpainted=False)  # accepts what is shown
+    np.testing.assert_array_equal(widget.layers.corrections.data, _proposal((48, 64), 50, 1, 2))
+    widget.next_image()  # "c" has no proposals
+    assert prop.name == "proposal: none" and (prop.data == 0).all()
+    assert [layer.name for layer in viewer.layers][1:] == ["heatmap: no CAMs stored", "proposal: none",
+                                                           "corrections"]
+    assert len(viewer.layers) == len(order)
 
 
 def test_thumbnails_follow_the_image_after_a_switch(make_napari_viewer, qtbot, project):
@@ -346,25 +357,66 @@ def test_thumbnails_follow_the_image_after_a_switch(make_napari_viewer, qtbot, p
     np.testing.assert_array_equal(layer.thumbnail, expected.thumbnail)
 
 
-def test_heatmap_toggle_per_class_is_remembered(make_napari_viewer, qtbot, project):
-    from qtpy.QtCore import Qt
+def test_one_heatmap_follows_the_picked_class(make_napari_viewer, qtbot, project):
+    from napari_wsss._qt.layers import heatmap_rgb
+    from napari_wsss.colors import class_color
 
-    cams = np.ones((2, 12, 16), np.float32)
+    ramp = np.linspace(0, 1, 12 * 16, dtype=np.float32).reshape(12, 16)
+    cams = np.stack([ramp, 1 - ramp])
     project.write_cams("a", "gradcam", cams, [0, 1], model_version="v")
     project.write_cams("c", "gradcam", cams, [0, 2], model_version="v")
     viewer, widget = _open(make_napari_viewer, qtbot, project)
-    disc = widget.layers.heatmaps[0]
-    assert disc.visible and disc.name == "heatmap: disc"
+    heat = widget.layers.heatmap
+    assert heat.visible and heat.name == "heatmap: disc" and heat.blending == "additive"
     # a 12 x 16 CAM stretched over the 48 x 64 image: pixel centres line up
-    assert tuple(disc.scale) == (4.0, 4.0) and tuple(disc.translate) == (1.5, 1.5)
-    widget.project_panel.classes.item(0).setCheckState(Qt.Unchecked)
-    assert not disc.visible
-    widget.show_image("c")
-    assert not widget.layers.heatmaps[0].visible and widget.layers.heatmaps[2].visible
-    assert widget.layers.heatmaps[2].name == "heatmap: bar"
-    widget.show_image("b")  # no CAMs: no heatmap shown
-    assert widget.layers.heatmaps == {}
-    assert not any(layer.visible for layer in widget.layers.slots)
+    assert tuple(heat.scale) == (4.0, 4.0) and tuple(heat.translate) == (1.5, 1.5)
+    disc = np.array(class_color(0)[:3], np.float32)
+    np.testing.assert_allclose(heat.data, ramp[..., None] * disc, atol=1e-6)
+    widget.choose_class(1)  # the brush and the heatmap follow the picker
+    assert widget.layers.corrections.selected_label == 2 and heat.name == "heatmap: square"
+    np.testing.assert_allclose(heat.data[0, 0], np.array(class_color(1)[:3]) * 1.0, atol=1e-6)
+    widget.picker.heatmap.setCurrentIndex(widget.picker.heatmap.findData("all"))
+    assert heat.name == "heatmap: all classes"
+    colors = np.array([class_color(0)[:3], class_color(1)[:3]], np.float32)
+    np.testing.assert_allclose(heat.data, heatmap_rgb(cams, colors), atol=1e-6)
+    # each pixel in the colour of its strongest class: the first pixel is square's, the last disc's
+    np.testing.assert_allclose(heat.data[0, 0], colors[1], atol=1e-6)
+    np.testing.assert_allclose(heat.data[-1, -1], colors[0], atol=1e-6)
+    widget.cycle_heatmap()  # Alt+H: all -> off
+    assert not heat.visible and heat.name == "heatmap: off"
+    widget.cycle_heatmap()  # off -> the picked class
+    widget.show_image("c")  # "square" is not in "c"
+    assert heat.name == "heatmap: square (not in this image)" and not heat.visible
+    widget.choose_class(2)
+    assert heat.visible and heat.name == "heatmap: bar"
+    widget.show_image("b")  # no CAMs
+    assert not heat.visible
+    # never more than the four layers, always in the same order
+    assert [layer.name.split(":")[0] for layer in viewer.layers] == ["image", "heatmap", "proposal",
+                                                                      "corrections"]
+
+
+def test_proposal_contour_and_opacity_keys(make_napari_viewer, qtbot, project):
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
+    from napari_wsss._qt.layers import PROPOSAL_OPACITIES
+
+    project.write_mask("a", "crf", _proposal((48, 64), 32, 0, 1), model_version="v")
+    viewer, widget = _open(make_napari_viewer, qtbot, project)
+    viewer.window._qt_window.show()
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    prop = widget.layers.proposal
+    assert prop.contour == 0 and prop.opacity == PROPOSAL_OPACITIES[0]
+    QTest.keyClick(canvas, Qt.Key.Key_C, Qt.KeyboardModifier.AltModifier)
+    assert prop.contour > 0
+    QTest.keyClick(canvas, Qt.Key.Key_O, Qt.KeyboardModifier.AltModifier)
+    assert prop.opacity == PROPOSAL_OPACITIES[1]
+    widget.next_image()  # display choices hold across images
+    assert prop.contour > 0 and prop.opacity == PROPOSAL_OPACITIES[1]
+    QTest.keyClick(canvas, Qt.Key.Key_C, Qt.KeyboardModifier.AltModifier)
+    assert prop.contour == 0
 
 
 def test_export_button_writes_the_corrected_masks(make_napari_viewer, qtbot, project, tmp_path):
