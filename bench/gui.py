@@ -27,14 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-MSRC = Path(os.environ.get("WSSS_MSRC", "/work/shared/datasets/msrc_v2"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import add_data_argument, dataset_dir  # noqa: E402
 
 
-def _images(n: int, size: int, rng):
-    """(image_id, image (size, size, 3) uint8, labels, mask) tuples."""
+def _images(n: int, size: int, rng, msrc: Path | None):
+    """(image_id, image (size, size, 3) uint8, labels, mask) tuples: MSRC-v2 if given, else seeded noise."""
     from skimage.transform import resize
 
-    if (MSRC / "image_labels.csv").exists():
+    if msrc is not None:
+        MSRC = msrc
         import csv
 
         with open(MSRC / "image_labels.csv") as fh:
@@ -58,11 +60,11 @@ def _images(n: int, size: int, rng):
         yield f"img{i:03d}", img, labels, np.broadcast_to(mask, (size, size)).copy(), header
 
 
-def build_project(path: Path, n: int, size: int):
+def build_project(path: Path, n: int, size: int, msrc: Path | None = None):
     from napari_wsss.store import Project
 
     rng = np.random.default_rng(0)
-    items = list(_images(n, size, rng))
+    items = list(_images(n, size, rng, msrc))
     project = Project.create(path, items[0][4], background=False)
     for image_id, img, labels, mask, _ in items:
         project.add_image(image_id, img, labels)
@@ -158,12 +160,14 @@ def main(argv=None) -> int:
     ap.add_argument("--switches", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=3, help="timed proposal runs")
     ap.add_argument("--skip-proposals", action="store_true")
+    add_data_argument(ap, required=False)
     args = ap.parse_args(argv)
+    msrc = dataset_dir(args.data, "msrc_v2", required=False)
     os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        project = build_project(Path(tmp) / "bench.zarr", args.images, args.size)
-        print(f"project: {args.images} images of {args.size} px, built in {time.perf_counter() - t0:.1f} s")
+        project = build_project(Path(tmp) / "bench.zarr", args.images, args.size, msrc)
+        print(f"project: {args.images} {'MSRC-v2' if msrc else 'synthetic'} images of {args.size} px, built in {time.perf_counter() - t0:.1f} s")
         times = bench_switch(project, args.switches)
         ms = [1000 * t for t in times]
         print(f"image switch ({len(ms)} switches, proposals stored, a stroke saved each time): "

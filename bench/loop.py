@@ -53,7 +53,9 @@ from trainer.losses import ClassifierLoss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _data import add_data_argument  # noqa: E402
 from _loop_quality import correction_quality, quality_table, summarize_seeds  # noqa: E402
+from _msrc import use_data  # noqa: E402
 
 __all__ = ["throughput", "matrix", "memory_probe", "PeakRSS", "correction_quality", "summarize_seeds"]
 
@@ -304,6 +306,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-probe", choices=LOOPS, help=argparse.SUPPRESS)
     p.add_argument("--quality", action="store_true",
                    help="run the MSRC-v2 correction benchmark instead of the throughput one")
+    add_data_argument(p)  # only --quality reads MSRC-v2
     p.add_argument("--work", default="/tmp/wsss-loop", help="quality: projects, checkpoints, CAMs")
     p.add_argument("--epochs", type=int, default=6, help="quality: classifier epochs")
     p.add_argument("--subset", type=int, default=None, help="quality: use only this many images")
@@ -320,6 +323,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _quality(a: argparse.Namespace) -> None:
+    use_data(a.data)
     seeds = a.seeds if a.seeds is not None else [a.seed]
     runs = [correction_quality(work=a.work, fractions=a.fractions, epochs=a.epochs, subset=a.subset,
                                seed=s, pixel_weight=a.pixel_weight, threads=a.threads or 2,
