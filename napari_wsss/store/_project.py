@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +57,9 @@ class Project:
 
     STATUSES = STATUSES
     MASK_STAGES = MASK_STAGES
+    #: Seconds a superseded array stays on disk after the pointer swap (deleted by a later
+    #: write to the same image after that, or by :meth:`gc` at any time).
+    RETIRE_SECONDS = 60.0
 
     def __init__(self, path, *, _mode: str, _root: dict):
         self.path = Path(path)
@@ -284,9 +288,17 @@ class Project:
             meta = self._nodes.read_group(group)
             old = meta["arrays"].get(slot)
             meta["arrays"][slot] = name
-            self._nodes.write_group(group, meta)  # the atomic swap
+            # The superseded array stays readable for RETIRE_SECONDS: a plain zarr reader that
+            # resolved the old pointer just before the swap still finds it (docs/store.md).
+            now = time.time()
+            retired = [[n, t] for n, t in meta.get("retired", []) if n not in meta["arrays"].values()]
+            expired = [n for n, t in retired if now - t >= self.RETIRE_SECONDS]
+            meta["retired"] = [[n, t] for n, t in retired if n not in expired]
             if old is not None:
-                self._nodes.delete(f"{group}/{old}")
+                meta["retired"].append([old, now])
+            self._nodes.write_group(group, meta)  # the atomic swap
+            for n in expired:
+                self._nodes.delete(f"{group}/{n}")
 
     def _read_slot(self, image_id: str, slot: str):
         _, out = consistent_read(
@@ -386,10 +398,12 @@ class Project:
 
     # -- maintenance -------------------------------------------------------------------
     def gc(self) -> int:
-        """Delete what no pointer references (left by killed writers); return the count.
+        """Delete what no pointer references; return the count.
 
-        Removes superseded arrays, image groups missing from the index (a killed
-        ``add_image``), incomplete checkpoint versions and temporary files.
+        Removes superseded arrays (also those still inside their ``RETIRE_SECONDS`` grace
+        period: a plain zarr reader reading at this moment may fail, retry it), arrays left
+        by killed writers, image groups missing from the index (a killed ``add_image``),
+        incomplete checkpoint versions and temporary files.
         """
         with self._writable():
             keys = set(self._refresh_index().values())
@@ -401,7 +415,10 @@ class Project:
                     shutil.rmtree(entry, ignore_errors=True)
                     removed += 1
                     continue
-                live = set(self._nodes.read_group(f"{_IMAGES}/{entry.name}")["arrays"].values())
+                meta = self._nodes.read_group(f"{_IMAGES}/{entry.name}")
+                live = set(meta["arrays"].values())
+                if meta.pop("retired", None):
+                    self._nodes.write_group(f"{_IMAGES}/{entry.name}", meta)
                 removed += _remove_tmp(entry)
                 for sub in entry.iterdir():
                     if sub.is_dir() and sub.name not in live:
