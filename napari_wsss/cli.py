@@ -104,6 +104,7 @@ def cmd_prelabel(args) -> int:
         ingest_errors = [str(e) for e in getattr(report, "errors", [])]
     _barrier(world)
     project = Project.open(project_path)
+    project.checkpoint_fallback = not args.checkpoint  # an unreadable model in use: the newest readable one
     config = _pipeline_config(args)
     if args.checkpoint:
         from trainer import load_classifier
@@ -113,6 +114,8 @@ def cmd_prelabel(args) -> int:
                         model_version=checkpoint_version(args.checkpoint))
     else:
         pipe = Pipeline.from_project(project, config, device=args.device)
+        for warning in project.checkpoint_warnings:
+            print(f"napari-wsss prelabel: warning: {warning}", file=sys.stderr)
     report = prelabel(project, pipeline=pipe, force=args.force, batch_size=args.batch_size, rank=rank,
                       world_size=world, progress=not args.quiet)
     by_rank = {0: list(report.done)}
@@ -172,6 +175,12 @@ def cmd_export(args) -> int:
                             format=args.format, include_skipped=args.include_skipped)
     print(report)
     return 0
+
+
+def cmd_models(args) -> int:
+    from .cli_models import run_models
+
+    return run_models(args)
 
 
 def cmd_demo(args) -> int:
@@ -244,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--include-skipped", action="store_true", help="also export images marked skipped")
 
+    from .cli_models import add_models_parser
+
+    add_models_parser(sub)
+
     p = sub.add_parser("demo", help="build the sample project, prelabel, print quality, open napari")
     p.add_argument("--out", default="wsss-demo", help="folder for the demo projects (default: ./wsss-demo)")
     p.add_argument("--no-viewer", action="store_true", help="do not open napari")
@@ -268,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": cmd_evaluate,
             "export": cmd_export,
             "demo": cmd_demo,
+            "models": cmd_models,
             "open": cmd_open,
         }[args.command](args)
     except USER_ERRORS as e:

@@ -84,10 +84,11 @@ def read_checkpoint(path: str | Path, *, stage: str | None = None, map_location=
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # zip, unpickling and EOF errors all mean: not a usable file
+        from napari_wsss.store._models import describe_load_error, rollback_hint
+
         raise CheckpointError(
-            f"cannot read checkpoint {path}: the file is corrupted or not a checkpoint "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from e
+            f"cannot read checkpoint {path}: {describe_load_error(e)}; {rollback_hint(path)}"
+        ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
     missing = [k for k in REQUIRED_KEYS if k not in state]

@@ -3,6 +3,7 @@
 See ``docs/store.md`` for the on-disk layout and the atomic-write protocol.
 """
 
+from ._checkpoints import CheckpointReadError
 from ._project import Project, image_sha1
 from ._records import ImageRecord, Info, Status
 from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError
@@ -24,6 +25,7 @@ __all__ = [
     "ImageRecord",
     "ProjectError",
     "ReadOnlyError",
+    "CheckpointReadError",
     "SCHEMA_VERSION",
     "MASK_STAGES",
     "CHECKPOINT_STAGES",

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _checkpoints as ckpt
+from . import _models
 from ._files import TMP_SUFFIX, ProjectLock, make_key, read_json, utc_now
 from ._nodes import NodeStore, consistent_read
 from ._records import ImageRecord, Info, Status
@@ -72,6 +73,9 @@ class Project:
         self._lock = ProjectLock(self.path)
         self._index: dict[str, str] = {}
         self._index_stamp = None
+        #: see :meth:`latest_checkpoint`
+        self.checkpoint_fallback = False
+        self.checkpoint_warnings: list[str] = []
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -428,19 +432,77 @@ class Project:
             return removed
 
     # -- checkpoints -------------------------------------------------------------------
-    def save_checkpoint(self, stage: str, state: dict) -> str:
-        """Atomically save a checkpoint dict (``torch.save``); return its version id."""
+    def save_checkpoint(self, stage: str, state: dict, *, use: bool = True) -> str:
+        """Atomically save a checkpoint dict (``torch.save``); return its version id.
+
+        ``use=True``: the new version becomes the model in use (any pin is cleared);
+        ``use=False``: the model in use stays what it was (pinned if it was implicit).
+        """
         with self._writable():
-            return ckpt.save_checkpoint(self._nodes, stage, state, self.classes)
+            before = _models.in_use(self._nodes, stage)
+            version = ckpt.save_checkpoint(self._nodes, stage, state, self.classes)
+            if use:
+                _models.set_in_use(self._nodes, stage, None)
+            elif before is not None:
+                _models.set_in_use(self._nodes, stage, before)
+            return version
+
+    def model_in_use(self, stage: str) -> str | None:
+        """Version id used for ``stage``: the one pinned by :meth:`set_model_in_use` (e.g. a
+        rollback), else the newest; ``None`` when the stage has no checkpoint."""
+        return _models.in_use(self._nodes, stage)
+
+    def set_model_in_use(self, stage: str, version: str | None) -> None:
+        """Pin the version used for ``stage`` (``None``: back to "the newest")."""
+        with self._writable():
+            _models.set_in_use(self._nodes, stage, version)
+
+    def checkpoint_problem(self, version: str) -> str | None:
+        """Why a version's file cannot be loaded (``None`` if intact); reads no pickles."""
+        return _models.problem(self.checkpoint_path(version))
+
+    def prune_checkpoints(self, stage: str, keep: int) -> list[str]:
+        """Delete old versions of ``stage``, keeping the newest ``keep`` and the one in use."""
+        with self._writable():
+            return _models.prune(self._nodes, stage, keep)
 
     def checkpoints(self, stage: str) -> list[str]:
         """Version ids of ``stage``, oldest first."""
         return ckpt.checkpoint_versions(self.path, stage)
 
     def latest_checkpoint(self, stage: str) -> Path | None:
-        """Path of the newest checkpoint file of ``stage`` or ``None``."""
+        """Path of the checkpoint file of the model in use for ``stage``, or ``None``.
+
+        That is the newest version unless another one was pinned (:meth:`model_in_use`). With
+        ``project.checkpoint_fallback = True`` (``napari-wsss prelabel`` sets it) an unreadable
+        file is passed over for the newest readable older version, and a warning naming both
+        is appended to ``project.checkpoint_warnings``.
+        """
+        version = self.model_in_use(stage)
+        if version is None:
+            return None
+        if self.checkpoint_fallback and self.checkpoint_problem(version):
+            return self._fallback_checkpoint(stage, version)
+        return ckpt.checkpoint_path(self.path, version)
+
+    def _fallback_checkpoint(self, stage: str, version: str) -> Path:
         versions = self.checkpoints(stage)
-        return ckpt.checkpoint_path(self.path, versions[-1]) if versions else None
+        older = versions[: versions.index(version)][::-1]
+        bad = [(version, self.checkpoint_problem(version))]
+        for candidate in older:
+            why = self.checkpoint_problem(candidate)
+            if why is None:
+                warning = (f"{stage} checkpoint {version} ({self.checkpoint_path(version)}) is {bad[0][1]}: "
+                           f"using {candidate} instead; {_models.rollback_hint(self.checkpoint_path(version))}")
+                if warning not in self.checkpoint_warnings:
+                    self.checkpoint_warnings.append(warning)
+                return ckpt.checkpoint_path(self.path, candidate)
+            bad.append((candidate, why))
+        listing = "; ".join(f"{v}: {why}" for v, why in bad)
+        raise ckpt.CheckpointReadError(
+            f"no readable {stage} checkpoint in {self.path} ({listing}): retrain with "
+            f"`napari-wsss train {self.path} --stage {stage}`"
+        )
 
     def checkpoint_path(self, version: str) -> Path:
         """Path of the checkpoint file of a version id (e.g. ``'classifier-0002'``)."""
