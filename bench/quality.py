@@ -43,10 +43,10 @@ from _msrc import msrc_root, read_gt, split_ids, split_project, use_data  # noqa
 
 from napari_wsss.evaluate import evaluate_project  # noqa: E402
 from napari_wsss.metrics import confusion_matrix, segmentation_scores  # noqa: E402
-from napari_wsss.models import to_tensor  # noqa: E402
+from napari_wsss.models import load_segmenter, predict_segmenter, to_tensor  # noqa: E402
 from napari_wsss.refine.background import labels_from_scores, scores_with_background  # noqa: E402
 from napari_wsss.pipeline import Pipeline, PipelineConfig, prelabel, save_proposals  # noqa: E402
-from trainer import TrainConfig, load_segmenter, predict_segmenter, train  # noqa: E402
+from trainer import TrainConfig, train  # noqa: E402
 from trainer.classifier import MeanAveragePrecision  # noqa: E402
 from trainer.config import apply_overrides  # noqa: E402
 

@@ -37,7 +37,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                         "all; segmenter / explainer only where one is trained)")
     p.add_argument("--scales", default=None, help="TTA scales, e.g. 1,0.5,1.5,2 (default)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip TTA")
-    p.add_argument("--threshold", type=float, default=0.25,
+    p.add_argument("--threshold", type=float, default=PipelineConfig().cam_threshold,
                    help="background threshold on normalised CAMs (background projects)")
     p.add_argument("--max-side", type=int, default=None, help="resize long side for inference (0 = never)")
 
@@ -88,8 +88,8 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_prelabel(args) -> int:
-    from .pipeline import Pipeline, checkpoint_version, prelabel
-    from .store import Project
+    from .pipeline import Pipeline, prelabel
+    from .store import Project, checkpoint_version
 
     rank, world = _distributed()
     project_path = Path(args.project)
@@ -107,7 +107,7 @@ def cmd_prelabel(args) -> int:
     project.checkpoint_fallback = not args.checkpoint  # an unreadable model in use: the newest readable one
     config = _pipeline_config(args)
     if args.checkpoint:
-        from trainer import load_classifier
+        from .models import load_classifier
 
         model = load_classifier(args.checkpoint, args.device, classes=project.classes)
         pipe = Pipeline(model, project.classes, project.background, config,

@@ -26,11 +26,11 @@ from typing import Sequence
 
 import numpy as np
 
-from napari_wsss.colors import IGNORE
+from napari_wsss.conventions import IGNORE, PROPOSAL_STAGES
 from napari_wsss.export import FALLBACK_ORDER, _progress, fill_corrections, mask_relpath
 from napari_wsss.maskio import read_mask_file
 from napari_wsss.metrics import SegmentationScores, confusion_matrix, segmentation_scores
-from napari_wsss.store import MASK_STAGES, Project
+from napari_wsss.store import Project
 
 __all__ = [
     "EVAL_STAGES",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Stages :func:`evaluate_project` can score: mask stages, ``corrected``, ``cams`` (CAM priors).
-EVAL_STAGES = (*MASK_STAGES, "corrected", "cams")
+EVAL_STAGES = (*PROPOSAL_STAGES, "corrected", "cams")
 #: Background thresholds swept for CAM priors: 0.05, 0.10, ..., 0.95.
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: Ground-truth file extensions tried, in order, for ``gt_dir/<id><ext>``.

@@ -25,9 +25,10 @@ from typing import Sequence
 
 import numpy as np
 
-from napari_wsss.colors import IGNORE, class_colors, voc_palette
+from napari_wsss.colors import class_colors, voc_palette
+from napari_wsss.conventions import IGNORE, PROPOSAL_STAGES
 from napari_wsss.maskio import write_mask_file, write_ome_zarr
-from napari_wsss.store import MASK_STAGES, Project, split_corrections
+from napari_wsss.store import Project, split_corrections
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -43,7 +44,7 @@ __all__ = [
 #: Output formats of :func:`export_project`.
 EXPORT_FORMATS = ("png", "tif", "ome-zarr")
 #: Mask sources: the filled corrections or any stored proposal stage.
-EXPORT_SOURCES = ("corrected", *MASK_STAGES)
+EXPORT_SOURCES = ("corrected", *PROPOSAL_STAGES)
 #: Default order in which proposals fill pixels the annotator left unlabeled.
 FALLBACK_ORDER = ("segmenter", "rw", "crf", "cam")
 
@@ -198,9 +199,9 @@ def _check_options(project, source, format, fallback, ids):
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
     fallback = tuple(fallback)
-    bad = [s for s in fallback if s not in MASK_STAGES]
+    bad = [s for s in fallback if s not in PROPOSAL_STAGES]
     if bad:
-        raise ValueError(f"unknown fallback stage(s) {bad}; valid: {', '.join(MASK_STAGES)}")
+        raise ValueError(f"unknown fallback stage(s) {bad}; valid: {', '.join(PROPOSAL_STAGES)}")
     if len(set(fallback)) != len(fallback):
         raise ValueError(f"fallback lists a stage twice: {list(fallback)}")
     all_ids = project.image_ids()
@@ -365,7 +366,7 @@ def _report_progress(items, report):
 def _model_versions(project, image_id, pixels) -> dict:
     out = {}
     for stage, n in pixels.items():
-        if stage in MASK_STAGES and n:
+        if stage in PROPOSAL_STAGES and n:
             info = project.array_info(image_id, f"mask/{stage}")
             out[stage] = None if info is None else info.model_version
     return out

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "ImageReadError", "read_image", "is_image_file"]
+__all__ = ["IMAGE_EXTENSIONS", "TIFF_SUFFIXES", "DEFAULT_MAX_PIXELS", "ImageReadError", "read_image",
+           "is_image_file"]
 
 #: File name extensions ``read_image`` accepts (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_TIFF = (".tif", ".tiff")
+#: File suffixes read and written as TIFF (lower case).
+TIFF_SUFFIXES = (".tif", ".tiff")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 #: Largest image (height x width) ``read_image`` decodes by default: Pillow's own
@@ -75,7 +77,7 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarr
         )
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
-    image = _read_tiff(path, max_pixels) if ext in _TIFF else _read_pillow(path, max_pixels)
+    image = _read_tiff(path, max_pixels) if ext in TIFF_SUFFIXES else _read_pillow(path, max_pixels)
     return _check_dims(path, image)
 
 

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_wsss.colors import IGNORE, class_colors, mask_palette, voc_palette
+from napari_wsss.colors import class_colors, mask_palette, voc_palette
+from napari_wsss.conventions import IGNORE
+from napari_wsss.io import TIFF_SUFFIXES
 
 __all__ = ["MASK_EXTENSIONS", "write_mask_file", "read_mask_file", "write_ome_zarr"]
 
 #: File extensions :func:`write_mask_file` and :func:`read_mask_file` handle.
-MASK_EXTENSIONS = (".png", ".tif", ".tiff")
-
-_TIFF = (".tif", ".tiff")
+MASK_EXTENSIONS = (".png", *TIFF_SUFFIXES)
 
 
 def _check_extension(path: Path) -> str:

@@ -19,42 +19,33 @@ import torch
 import torch.nn.functional as F
 
 from . import cams as cam_engine
-from .models import to_tensor
+from .conventions import CAM_THRESHOLD, REFINE_STAGES
+from .device import resolve_device
+from .models import (
+    explainer_maps,
+    load_affinity,
+    load_classifier,
+    load_explainer,
+    load_segmenter,
+    predict_segmenter,
+)
 from .refine.background import labels_from_scores, scores_with_background
-from .refine.crf import crf_refine
+from .refine.crf import crf_refine, default_crf
 from .refine.random_walk import build_affinity, random_walk_refine
+from .store import checkpoint_version
+from .transforms import to_tensor
 
 __all__ = [
-    "STAGES",
-    "NO_BACKGROUND_CRF",
-    "default_crf",
     "PipelineConfig",
     "Proposals",
     "Pipeline",
     "save_proposals",
-    "checkpoint_version",
     "prelabel",
     "PrelabelReport",
 ]
 
-#: Proposal stages in the order they are computed (each may use the previous one).
-STAGES = ("cam", "crf", "rw", "segmenter", "explainer")
 #: ``PipelineConfig.method`` that takes the class maps from the trained Explainer.
 EXPLAINER = "explainer"
-
-
-#: Dense-CRF kernels of projects without background (a softer appearance kernel).
-#: ``python bench/quality.py --tune-crf 60`` on 60 MSRC-v2 *training* images: mIoU 58.8 with
-#: these vs 56.2 with the literature's (PSA: ``bilateral_srgb=13, bilateral_compat=10``;
-#: CAMs alone 55.1). Background projects keep the literature's kernels: on the shapes
-#: sample (`napari-wsss demo`) they give CRF ~69 mIoU, these ~56.
-NO_BACKGROUND_CRF = {"bilateral_srgb": 5.0, "bilateral_compat": 4.0}
-
-
-def default_crf(background: int | None) -> dict:
-    """Default CRF kernels of a project kind: :data:`NO_BACKGROUND_CRF` without background,
-    ``crf_refine``'s own (the literature's) with one."""
-    return dict(NO_BACKGROUND_CRF) if background is None else {}
 
 
 @dataclass
@@ -80,7 +71,7 @@ class PipelineConfig:
     crf : dict
         Keyword arguments of :func:`napari_wsss.refine.crf.crf_refine` (kernel parameters,
         ``n_iter``, ...) over the defaults: :func:`~napari_wsss.refine.crf.crf_refine`'s
-        (the literature's) for background projects, :data:`NO_BACKGROUND_CRF` (chosen on
+        (the literature's) for background projects, :data:`~napari_wsss.refine.crf.NO_BACKGROUND_CRF` (chosen on
         training images, ``bench/quality.py --tune-crf``) for projects without.
     rw : dict
         ``radius``, ``beta``, ``t`` and ``stride`` (grid stride of the colour affinity when
@@ -106,8 +97,8 @@ class PipelineConfig:
     scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
     flip: bool = True
     merge: str = "sum"
-    refine: tuple[str, ...] = ("crf", "rw", "segmenter", "explainer")
-    cam_threshold: float = 0.25
+    refine: tuple[str, ...] = REFINE_STAGES
+    cam_threshold: float = CAM_THRESHOLD
     crf: dict = field(default_factory=dict)
     rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
     rw_input: str = "auto"
@@ -119,9 +110,9 @@ class PipelineConfig:
         if self.method not in cam_engine.METHODS and self.method != EXPLAINER:
             raise ValueError(f"unknown CAM method {self.method!r}; valid: "
                              f"{', '.join((*cam_engine.METHODS, EXPLAINER))}")
-        bad = [s for s in self.refine if s not in STAGES[1:]]
+        bad = [s for s in self.refine if s not in REFINE_STAGES]
         if bad:
-            raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(STAGES[1:])}")
+            raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(REFINE_STAGES)}")
         if self.rw_input not in ("auto", "crf", "cam"):
             raise ValueError(f"rw_input must be 'auto', 'crf' or 'cam', got {self.rw_input!r}")
         self.scales = tuple(float(s) for s in self.scales)
@@ -207,9 +198,7 @@ class Pipeline:
     def from_project(cls, project, config: PipelineConfig | None = None, *, device=None) -> "Pipeline":
         """The project's latest trained models (classifier required; affinity, segmenter,
         explainer if any)."""
-        from trainer import load_classifier, load_segmenter  # checkpoint formats live with the trainer
-
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         path = project.latest_checkpoint("classifier")
         if path is None:
             raise FileNotFoundError(
@@ -219,15 +208,11 @@ class Pipeline:
         model = load_classifier(project, device)
         affinity = segmenter = None
         if project.latest_checkpoint("affinity") is not None:
-            from trainer.affinity import load_affinity
-
             affinity = load_affinity(project, device)
         if project.latest_checkpoint("segmenter") is not None:
             segmenter = load_segmenter(project, device)
         explainer = None
         if project.latest_checkpoint("explainer") is not None:
-            from trainer import load_explainer
-
             explainer = load_explainer(project, device)
         return cls(model, project.classes, project.background, config,
                    model_version=checkpoint_version(path), affinity=affinity, segmenter=segmenter,
@@ -276,8 +261,6 @@ class Pipeline:
 
     def _explainer_maps(self, image: np.ndarray, labels: Sequence[int]) -> np.ndarray:
         """The Explainer's sigmoid masks ``(K, H, W)`` of ``labels`` at image size (one pass)."""
-        from trainer.explainer import explainer_maps
-
         h, w = image.shape[:2]
         labels = [int(c) for c in labels]
         if not labels:
@@ -342,8 +325,6 @@ class Pipeline:
             masks["rw"] = self._random_walk(image, walk_from, cls)
         if "segmenter" in cfg.refine and self.segmenter is not None:
             note("segmenter")
-            from trainer import predict_segmenter
-
             masks["segmenter"] = predict_segmenter(self.segmenter, image, labels=labels.tolist(),
                                                    background=self.background)
         if "explainer" in cfg.refine and self.explainer is not None:
@@ -366,14 +347,6 @@ class Pipeline:
             graph = build_affinity(image, shape=grid, radius=radius)
         # Scores already hold the background slice (if any): walk them as they are.
         return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw).mask
-
-
-def checkpoint_version(path) -> str:
-    """The version id of a checkpoint file: its project node name (``classifier-0003``) or file stem."""
-    from pathlib import Path
-
-    path = Path(path)
-    return path.parent.name if path.name == "checkpoint.pt" else path.stem
 
 
 def save_proposals(project, image_id: str, proposals: Proposals, *, status: bool = True) -> None:

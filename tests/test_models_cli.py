@@ -9,7 +9,7 @@ from PIL import Image
 
 from napari_wsss.cli import main
 from napari_wsss.models import Classifier
-from napari_wsss.store import CheckpointReadError, Project
+from napari_wsss.store import CheckpointError, Project
 from trainer import save_classifier
 
 
@@ -65,7 +65,7 @@ def test_corrupt_checkpoint_message_names_file_and_rollback(project):
     _truncate(path)
     assert project.checkpoint_problem("classifier-0003").startswith("truncated or corrupted")
     assert project.checkpoint_problem("classifier-0002") is None
-    with pytest.raises(CheckpointReadError) as err:
+    with pytest.raises(CheckpointError) as err:
         project.load_checkpoint("classifier")
     msg = str(err.value)
     assert str(path) in msg and f"napari-wsss models rollback {project.path} --stage classifier" in msg
@@ -73,7 +73,7 @@ def test_corrupt_checkpoint_message_names_file_and_rollback(project):
     state = project.load_checkpoint("classifier-0002")
     state["extra"] = Image.new("L", (2, 2))  # any non-tensor object
     torch.save(state, project.checkpoint_path("classifier-0001"))
-    with pytest.raises(CheckpointReadError, match="refused") as err:
+    with pytest.raises(CheckpointError, match="refused") as err:
         project.load_checkpoint("classifier-0001")
     assert "weights_only" not in str(err.value)
 

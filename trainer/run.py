@@ -17,17 +17,20 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from .checkpoint import check_classes, read_checkpoint
+from napari_wsss.conventions import TRAINING_STAGES
+from napari_wsss.models import load_weights
+from napari_wsss.store import check_checkpoint_classes, read_checkpoint
+
 from .config import TrainConfig, config_to_dict, save_config
 from .data import EpochSampler, split_ids
 from .distributed import Runtime, setup_runtime, sync_batchnorm, teardown
 from .loop import ProgressLogger, evaluate, train_one_epoch
-from .stage import Stage, load_weights, open_project
+from .stage import Stage, open_project
 
 __all__ = ["fit", "train", "FitResult", "STAGES", "build_stage", "make_scheduler"]
 
 #: Stages in the order ``train(..., "all")`` runs them (the explainer needs only the classifier).
-STAGES = ("classifier", "explainer", "affinity", "segmenter")
+STAGES = TRAINING_STAGES
 
 
 @dataclass
@@ -182,7 +185,7 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
         path = checkpoints.latest_checkpoint(stage)
         if path is not None:
             state = read_checkpoint(path, stage=stage, map_location=rt.device)
-            check_classes(state, st.classes, path=path, what=f"project {getattr(source, 'path', '')}")
+            check_checkpoint_classes(state, st.classes, path=path, what=f"project {getattr(source, 'path', '')}")
             load_weights(st.model, state["model"], path=path)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])

@@ -24,6 +24,8 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from napari_wsss.conventions import CAM_THRESHOLD, TRAINING_STAGES
+
 __all__ = ["ProposalControls", "ReviewControls", "ModelControls", "PanelScrollArea",
            "cam_method_names"]
 
@@ -99,7 +101,7 @@ class ProposalControls(QGroupBox):
         self.use_crf.setToolTip("dense CRF (Kraehenbuehl & Koltun 2011)")
         self.use_rw.setToolTip("random walk (AffinityNet, Ahn & Kwak 2018; colour affinity "
                                "until an affinity model is trained)")
-        self.threshold = _spin(0.0, 1.0, 0.25, 0.05, decimals=2)
+        self.threshold = _spin(0.0, 1.0, CAM_THRESHOLD, 0.05, decimals=2)
         self.crf_iter = _spin(1, 50, 10, 1)
         self.rw_beta = _spin(1.0, 100.0, 8.0, 1.0, decimals=1)
         self.rw_t = _spin(1, 1024, 64, 1)
@@ -257,7 +259,7 @@ class ModelControls(QGroupBox):
     def __init__(self, parent=None):
         super().__init__("Model", parent)
         self.stage = QComboBox()
-        self.stage.addItems(["classifier", "explainer", "affinity", "segmenter", "all"])
+        self.stage.addItems([*TRAINING_STAGES, "all"])
         self.retrain_btn = QPushButton("Retrain")
         self.cancel_btn = QPushButton("Stop")
         self.cancel_btn.setEnabled(False)

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from ._checkpoint_file import torch_load
 from ._files import atomic_write_bytes, utc_now
 from ._nodes import ATTRS, NodeStore
 from ._validate import CHECKPOINT_STAGES, check_choice
 
-__all__ = ["save_checkpoint", "checkpoint_versions", "checkpoint_path", "load_checkpoint", "CheckpointReadError"]
+__all__ = ["save_checkpoint", "checkpoint_versions", "checkpoint_path", "load_checkpoint"]
 
 FILE = "checkpoint.pt"
 _VERSION = re.compile(r"^(?P<stage>[a-z]+)-(?P<n>\d{4,})$")
@@ -108,22 +109,9 @@ def checkpoint_path(root: Path, version: str) -> Path:
     return path
 
 
-class CheckpointReadError(RuntimeError):
-    """A checkpoint file cannot be loaded; the message names it and how to roll back."""
-
-
 def load_checkpoint(path: Path, classes: list[str], *, map_location="cpu") -> dict:
-    """``torch.load(path, weights_only=True)`` and check its class list against ``classes``."""
-    import torch
-
-    from ._models import describe_load_error, rollback_hint
-
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # zip, EOF and unpickling errors: not a usable file
-        raise CheckpointReadError(
-            f"cannot read checkpoint {path}: {describe_load_error(err)}; {rollback_hint(path)}"
-        ) from None
+    """`torch_load` (``weights_only=True``) and check its class list against ``classes``."""
+    state = torch_load(path, map_location=map_location)
     if "classes" in state and list(state["classes"]) != list(classes):
         raise ValueError(
             f"checkpoint {path} was trained on classes {list(state['classes'])}, "

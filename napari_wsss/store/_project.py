@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions import IGNORE
 from . import _checkpoints as ckpt
 from . import _models
+from ._checkpoint_file import CheckpointError
 from ._files import TMP_SUFFIX, ProjectLock, make_key, read_json, utc_now
 from ._nodes import NodeStore, consistent_read
 from ._records import ImageRecord, Info, Status
 from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError, check_schema
 from ._validate import (
-    IGNORE,
     MASK_STAGES,
     STATUSES,
     check_cams,
@@ -499,7 +500,7 @@ class Project:
                 return ckpt.checkpoint_path(self.path, candidate)
             bad.append((candidate, why))
         listing = "; ".join(f"{v}: {why}" for v, why in bad)
-        raise ckpt.CheckpointReadError(
+        raise CheckpointError(
             f"no readable {stage} checkpoint in {self.path} ({listing}): retrain with "
             f"`napari-wsss train {self.path} --stage {stage}`"
         )
