@@ -1,4 +1,4 @@
-"""The ``napari-wsss`` command: ingest, prelabel, train, evaluate, export, demo, open."""
+"""The ``napari-wsss`` command: ingest, prelabel, train, evaluate, export, models, demo, open."""
 
 from __future__ import annotations
 

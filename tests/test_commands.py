@@ -25,7 +25,7 @@ def _run(*args, **kw):
 
 def test_help_lists_every_subcommand():
     out = _run(sys.executable, "-m", "napari_wsss.cli", "--help").stdout
-    for cmd in ("ingest", "prelabel", "train", "evaluate", "export", "demo", "open"):
+    for cmd in ("ingest", "prelabel", "train", "evaluate", "export", "models", "demo", "open"):
         assert cmd in out
 
 
