@@ -325,7 +325,7 @@ def _table(res: dict, args) -> str:
         rows = [("CAM (single scale)", "cam"), (f"+TTA ({tta})", "tta-cam"),
                 (f"+dCRF {json.dumps(res['crf'])}", "tta-crf"),
                 (f"+RW colour affinity ({res['rw_input']} input)", "tta-rw-colour"),
-                (f"+RW ({res['affinity']} affinity, {res['rw_input']} input, {json.dumps(cfg.rw)})", "tta-rw"),
+                (f"+RW ({res['affinity']} affinity, {res['rw_input']} input, {json.dumps(dict(cfg.rw))})", "tta-rw"),
                 ("+DeepLabV3+ trained on the training split's RW pseudo-masks", "tta-segmenter"),
                 ("Explainer masks (Stalder et al.; one forward pass, no TTA)", "tta-explainer")]
         rows = [r for r in rows if r[1] in s.conf]

@@ -16,6 +16,10 @@ napari Labels layers
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 __all__ = [
@@ -23,6 +27,8 @@ __all__ = [
     "IGNORE_PAINTED",
     "IGNORE_LAYER",
     "MAX_CLASSES",
+    "ProposalStage",
+    "STAGES",
     "PROPOSAL_STAGES",
     "REFINE_STAGES",
     "TRAINING_STAGES",
@@ -41,9 +47,54 @@ MAX_CLASSES = IGNORE_PAINTED
 #: napari Labels layer value of the "ignore" brush; stored as `IGNORE_PAINTED`.
 IGNORE_LAYER = (IGNORE_PAINTED + 1) % 256
 
-#: Proposal stages in the order the pipeline computes them (each may use the previous one);
-#: the mask stages a project stores.
-PROPOSAL_STAGES = ("cam", "crf", "rw", "segmenter", "explainer")
+
+
+@dataclass(frozen=True)
+class ProposalStage:
+    """One proposal stage: a registry entry read by the pipeline, the store, the panel, the
+    CLI and the exporter (a new stage is one function plus one entry in `STAGES`).
+
+    Attributes
+    ----------
+    name : str
+        Mask stage name in the project (``masks/<name>``) and in ``PipelineConfig.refine``.
+    title : str
+        Shown in the napari panel (layer names, review choices).
+    function : str
+        ``"module:attribute"`` of ``fn(pipeline, work) -> (H, W) uint8 mask`` (imported when
+        the pipeline runs it; see ``napari_wsss.proposal_stages``).
+    model : str or None
+        The trained model it needs (a checkpoint stage and ``Pipeline`` attribute); the
+        pipeline skips the stage while the project has none.
+    options : str or None
+        The ``PipelineConfig`` field holding its options (``crf``, ``rw``), if any.
+    fallback : bool
+        Whether export fills unlabelled pixels from it (later stages first).
+    """
+
+    name: str
+    title: str
+    function: str
+    model: str | None = None
+    options: str | None = None
+    fallback: bool = True
+
+    def load(self) -> Callable:
+        module, _, attr = self.function.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+#: The proposal stages, in the order the pipeline computes them (each may use the previous ones).
+STAGES: dict[str, ProposalStage] = {s.name: s for s in (
+    ProposalStage("cam", "prior (CAM)", "napari_wsss.proposal_stages:cam"),
+    ProposalStage("crf", "CRF", "napari_wsss.proposal_stages:crf", options="crf"),
+    ProposalStage("rw", "random walk", "napari_wsss.proposal_stages:random_walk", options="rw"),
+    ProposalStage("segmenter", "segmenter", "napari_wsss.proposal_stages:segmenter", model="segmenter"),
+    ProposalStage("explainer", "explainer", "napari_wsss.proposal_stages:explainer", model="explainer",
+                  fallback=False),
+)}
+#: Their names: the mask stages a project stores.
+PROPOSAL_STAGES = tuple(STAGES)
 #: The proposal stages after ``cam`` (``PipelineConfig.refine``).
 REFINE_STAGES = PROPOSAL_STAGES[1:]
 #: Model stages, in the order ``train ... --stage all`` trains them (the explainer needs only

@@ -3,36 +3,26 @@
 A checkpoint is ``dict(model, optimizer, scheduler, scaler, epoch, step, batch_in_epoch,
 config, classes, background, backbone, stage, rng)`` (``docs/contracts.md`` plus what an
 exact resume needs). Files are written through ``Project.save_checkpoint`` when training a
-project, or by :class:`DirectoryCheckpoints` (temp file + ``os.replace``); they are always
+project, or by :class:`DirectoryCheckpoints` (``napari_wsss.atomic``); they are always
 read by ``napari_wsss.store.read_checkpoint`` (``torch.load(..., weights_only=True)``).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from napari_wsss.atomic import atomic_write
 
 __all__ = ["DirectoryCheckpoints", "atomic_save"]
 
 
 def atomic_save(state: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temp file in the same directory, fsync, then ``os.replace``."""
+    """``torch.save`` through ``napari_wsss.atomic.atomic_write`` (temp file, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 class DirectoryCheckpoints:

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_wsss.conventions import CAM_THRESHOLD, TRAINING_STAGES
+from napari_wsss.export import EXPORT_FORMATS
 
 __all__ = ["ProposalControls", "ReviewControls", "ModelControls", "PanelScrollArea",
            "cam_method_names"]
@@ -265,8 +266,8 @@ class ModelControls(QGroupBox):
         self.cancel_btn.setEnabled(False)
         self.export_btn = QPushButton("Export masks…")
         self.export_format = QComboBox()
-        self.export_format.addItems(["png", "tif", "ome-zarr"])
-        self.export_format.setToolTip("indexed PNG / palette TIFF / OME-Zarr labels")
+        self.export_format.addItems(list(EXPORT_FORMATS))
+        self.export_format.setToolTip(" / ".join(f.description for f in EXPORT_FORMATS.values()))
         self.export_cancel_btn = QPushButton("Stop export")
         self.export_cancel_btn.setEnabled(False)
         self.export_cancel_btn.clicked.connect(self.cancel_export_requested)

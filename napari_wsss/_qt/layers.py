@@ -17,6 +17,7 @@ from napari.utils.colormaps import Colormap, DirectLabelColormap
 from qtpy.QtCore import QTimer
 
 from napari_wsss.colors import class_color, labels_layer_colors
+from napari_wsss.conventions import STAGES
 
 from .session import MASK_STAGES, ImageView
 
@@ -29,8 +30,7 @@ THUMBNAIL_DELAY_MS = 300
 """Layer-list thumbnails follow an image switch this much later (rapid switching
 through images does not pay for thumbnails nobody sees)."""
 
-STAGE_TITLES = {"cam": "prior (CAM)", "crf": "CRF", "rw": "random walk", "segmenter": "segmenter",
-                "explainer": "explainer"}
+STAGE_TITLES = {name: stage.title for name, stage in STAGES.items()}
 
 
 def labels_colormap(n_classes: int, *, background: int | None) -> DirectLabelColormap:

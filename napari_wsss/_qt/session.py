@@ -120,15 +120,15 @@ def config_from_settings(config, settings: dict):
     from napari_wsss.pipeline import PipelineConfig
 
     default = PipelineConfig()
-    base = config if config is not None else default
-    crf = {**base.crf, "n_iter": int(settings["crf_iter"])}
-    rw = {**base.rw, "beta": float(settings["rw_beta"]), "t": int(settings["rw_t"])}
+    base = (config if config is not None else default).to_dict()
+    crf = {**base["crf"], "n_iter": int(settings["crf_iter"])}
+    rw = {**base["rw"], "beta": float(settings["rw_beta"]), "t": int(settings["rw_t"])}
     tta = dict(scales=default.scales, flip=default.flip) if settings.get("tta", True) else \
         dict(scales=(1.0,), flip=False)
-    return base.replace(
-        method=settings["method"], refine=tuple(settings["refine"]),
-        cam_threshold=float(settings["cam_threshold"]), crf=crf, rw=rw, **tta,
-    )
+    return PipelineConfig.from_dict({
+        **base, "method": settings["method"], "refine": list(settings["refine"]),
+        "cam_threshold": float(settings["cam_threshold"]), "crf": crf, "rw": rw, **tta,
+    })
 
 
 def _display_cams(cams: np.ndarray, side: int | None) -> tuple[np.ndarray, tuple[int, int]]:
