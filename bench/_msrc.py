@@ -1,7 +1,8 @@
 """MSRC-v2 for benchmarks: a fixed seeded train/test split, per-split projects, ground truth.
 
-Shared by ``bench/quality.py`` (and ``bench/loop.py`` later). The data never leaves
-``/work/shared/datasets/msrc_v2``; projects and checkpoints go to a work directory.
+Shared by ``bench/quality.py``, ``bench/loop.py --quality`` and ``bench/xai.py``. The data is
+``msrc_v2/`` under ``--data DIR`` / ``$WSSS_DATA`` (``use_data``) and never leaves it; projects and
+checkpoints go to a work directory.
 """
 
 from __future__ import annotations
@@ -15,19 +16,34 @@ from napari_wsss.ingest import ingest_folder
 from napari_wsss.maskio import read_mask_file
 from napari_wsss.store import Project
 
-__all__ = ["MSRC_ROOT", "all_ids", "split_ids", "split_project", "read_gt"]
+__all__ = ["use_data", "msrc_root", "all_ids", "split_ids", "split_project", "read_gt"]
 
-MSRC_ROOT = Path("/work/shared/datasets/msrc_v2")
+_ROOT: list[Path] = []
 
 
-def all_ids(root=MSRC_ROOT) -> list[str]:
+def use_data(data: str | None) -> Path:
+    """Set the MSRC-v2 folder from ``--data`` / ``$WSSS_DATA`` (exits with a message if absent)."""
+    from _data import dataset_dir
+
+    _ROOT[:] = [dataset_dir(data, "msrc_v2")]
+    return _ROOT[0]
+
+
+def msrc_root() -> Path:
+    """The MSRC-v2 folder chosen by :func:`use_data`."""
+    if not _ROOT:
+        raise RuntimeError("call _msrc.use_data(args.data) first")
+    return _ROOT[0]
+
+
+def all_ids(root=None) -> list[str]:
     """Ids of the labels table, sorted."""
-    with open(Path(root) / "image_labels.csv", newline="", encoding="utf-8-sig") as f:
+    with open(Path(root or msrc_root()) / "image_labels.csv", newline="", encoding="utf-8-sig") as f:
         return sorted(row[0] for row in list(csv.reader(f))[1:] if row)
 
 
 def split_ids(*, test_fraction: float = 0.3, seed: int = 0, subset: int | None = None,
-              root=MSRC_ROOT) -> tuple[list[str], list[str]]:
+              root=None) -> tuple[list[str], list[str]]:
     """Fixed seeded split ``(train_ids, test_ids)``.
 
     Parameters
@@ -52,8 +68,9 @@ def split_ids(*, test_fraction: float = 0.3, seed: int = 0, subset: int | None =
     return train, test
 
 
-def split_project(path, ids, *, root=MSRC_ROOT) -> Project:
+def split_project(path, ids, *, root=None) -> Project:
     """A project (created, or reused when it exists) holding the images ``ids`` with labels."""
+    root = root or msrc_root()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = path.with_suffix(".csv")
@@ -72,6 +89,6 @@ def split_project(path, ids, *, root=MSRC_ROOT) -> Project:
     return project
 
 
-def read_gt(image_id: str, *, root=MSRC_ROOT) -> np.ndarray:
+def read_gt(image_id: str, *, root=None) -> np.ndarray:
     """Ground-truth mask ``(H, W)`` uint8 of an image (class indices, 255 = void)."""
-    return np.asarray(read_mask_file(Path(root) / "masks" / f"{image_id}.png"))
+    return np.asarray(read_mask_file(Path(root or msrc_root()) / "masks" / f"{image_id}.png"))

@@ -4,8 +4,8 @@ Usage::
 
     python bench/crf_overhead.py [--image PATH] [--labels 3 21] [--iters 10] [--repeats 3]
 
-Without ``--image`` the first MSRC-v2 image under ``/work/shared/datasets/msrc_v2`` is used
-when present, else (or with ``--image synthetic``) a synthetic 500x375 image. Scores are smooth random class maps. Each row
+Without ``--image`` the first MSRC-v2 image under ``--data DIR`` (default ``$WSSS_DATA``) is
+used when given, else (or with ``--image synthetic``) a synthetic 500x375 image. Scores are smooth random class maps. Each row
 times both paths ``repeats`` times, interleaved, and reports the minimum (the least disturbed
 run); the overhead column is ``wrapper / bare - 1`` and should stay under 10%. "own work" times
 the wrapper's extra steps alone (validation, image conversion, output reshape): the part of
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -26,12 +27,12 @@ from scipy import ndimage
 from napari_wsss.refine import crf_refine, dense_crf
 from napari_wsss.refine._utils import check_scores, image_to_uint8_rgb
 
-MSRC = pathlib.Path("/work/shared/datasets/msrc_v2/images")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from _data import add_data_argument, dataset_dir  # noqa: E402
 
-
-def load_image(path: str | None) -> tuple[np.ndarray, str]:
-    if path is None and MSRC.is_dir():
-        path = str(sorted(MSRC.glob("*.png"))[0])
+def load_image(path: str | None, msrc: pathlib.Path | None = None) -> tuple[np.ndarray, str]:
+    if path is None and msrc is not None:
+        path = str(sorted((msrc / "images").glob("*.png"))[0])
     if path is None or path == "synthetic":
         rng = np.random.default_rng(0)
         img = ndimage.gaussian_filter(rng.uniform(0, 255, (375, 500, 3)), (4, 4, 0))
@@ -82,9 +83,11 @@ def main(argv=None) -> None:
     ap.add_argument("--labels", type=int, nargs="+", default=[3, 21])
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
+    add_data_argument(ap, required=False)
     args = ap.parse_args(argv)
+    msrc = dataset_dir(args.data, "msrc_v2", required=False)
 
-    img, name = load_image(args.image)
+    img, name = load_image(args.image, msrc)
     h, w = img.shape[:2]
     print(f"image: {name} ({w}x{h}), {args.iters} mean-field iterations, min of {args.repeats} runs\n")
     header = (

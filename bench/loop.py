@@ -54,6 +54,7 @@ from trainer.losses import ClassifierLoss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _data import add_data_argument  # noqa: E402
 from _loop_quality import (  # noqa: E402
     correction_quality,
     quality_table,
@@ -61,6 +62,7 @@ from _loop_quality import (  # noqa: E402
     shapes_table,
     summarize_seeds,
 )
+from _msrc import use_data  # noqa: E402
 
 __all__ = ["throughput", "matrix", "memory_probe", "PeakRSS", "correction_quality", "summarize_seeds"]
 
@@ -314,6 +316,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=("msrc", "shapes"), default="msrc",
                    help="quality: MSRC-v2 (no background) or the shapes sample (background; pseudo-masks "
                         "at the project's default threshold, pixel-loss background rules compared)")
+    add_data_argument(p)  # only --quality reads MSRC-v2
     p.add_argument("--work", default="/tmp/wsss-loop", help="quality: projects, checkpoints, CAMs")
     p.add_argument("--epochs", type=int, default=6, help="quality: classifier epochs")
     p.add_argument("--subset", type=int, default=None, help="quality: use only this many images")
@@ -339,6 +342,7 @@ def _quality(a: argparse.Namespace) -> None:
               f"pixel_weight {a.pixel_weight}")
         print(shapes_table(rows), flush=True)
         return
+    use_data(a.data)
     runs = [correction_quality(work=a.work, fractions=a.fractions, epochs=a.epochs, subset=a.subset,
                                seed=s, pixel_weight=a.pixel_weight, threads=a.threads or 2,
                                crf=None if a.crf is None else json.loads(a.crf))

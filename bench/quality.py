@@ -38,7 +38,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _msrc import MSRC_ROOT, read_gt, split_ids, split_project  # noqa: E402
+from _data import add_data_argument  # noqa: E402
+from _msrc import msrc_root, read_gt, split_ids, split_project, use_data  # noqa: E402
 
 from napari_wsss.evaluate import evaluate_project  # noqa: E402
 from napari_wsss.metrics import confusion_matrix, segmentation_scores  # noqa: E402
@@ -162,7 +163,7 @@ def _prelabel_train(project, cfg: PipelineConfig, cache: Path, gt_scores: bool =
         raise RuntimeError(report.summary())
     _log(f"prelabelled the training split ({', '.join(('cam', *cfg.refine))}) in {time.perf_counter() - t:.0f} s")
     if gt_scores:  # pseudo-mask quality on the training split (the usual WSSS number), for the log
-        res = evaluate_project(project, MSRC_ROOT / "masks", stages=("cam", "crf", "rw"))
+        res = evaluate_project(project, msrc_root() / "masks", stages=("cam", "crf", "rw"))
         _log("training-split pseudo-masks mIoU: " + ", ".join(
             f"{k} {100 * v.scores.miou:.1f}" for k, v in res.stages.items()))
 
@@ -295,7 +296,7 @@ def _evaluate(args, train_proj, test_proj, test_ids) -> dict:
         if (n + 1) % 20 == 0 or n + 1 == len(test_ids):
             _log(f"proposals {n + 1}/{len(test_ids)}: " + " ".join(
                 f"{k} {100 * scores.get(k).miou:.1f}" for k in scores.conf))
-    check = evaluate_project(test_proj, MSRC_ROOT / "masks", stages=tuple(stages), ids=test_ids)
+    check = evaluate_project(test_proj, msrc_root() / "masks", stages=tuple(stages), ids=test_ids)
     for stage in stages:
         ours, theirs = scores.get(f"tta-{stage}").miou, check.stages[stage].scores.miou
         if abs(ours - theirs) > 1e-9:
@@ -378,7 +379,9 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="all", choices=("all", "classifier", "segmenter"),
                    help="train and score only one side (e.g. two processes in parallel; a later "
                         "run with the same settings reuses both and prints the whole table)")
+    add_data_argument(p)
     args = p.parse_args(argv)
+    use_data(args.data)
     torch.set_num_threads(args.threads)
 
     work = Path(args.work)

@@ -30,7 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _msrc import read_gt, split_ids, split_project  # noqa: E402
+from _data import add_data_argument  # noqa: E402
+from _msrc import read_gt, split_ids, split_project, use_data  # noqa: E402
 
 from napari_wsss.cams import masked_confidences  # noqa: E402
 from napari_wsss.metrics import confusion_matrix, segmentation_scores, xai_scores  # noqa: E402
@@ -106,7 +107,9 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     ap.add_argument("--max-side", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
+    add_data_argument(ap)
     args = ap.parse_args(argv)
+    use_data(args.data)
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     _, test_ids = split_ids(test_fraction=args.test_fraction, seed=args.seed, subset=args.subset)

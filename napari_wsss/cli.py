@@ -1,4 +1,4 @@
-"""The ``napari-wsss`` command: ingest, prelabel, train, evaluate, export, demo, open."""
+"""The ``napari-wsss`` command: ingest, prelabel, train, evaluate, export, models, demo, open."""
 
 from __future__ import annotations
 
@@ -89,13 +89,29 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
+def _writable_project(path) -> None:
+    """Fail before any work when an existing project cannot be written (read-only place)."""
+    from .cli_errors import check_writable
+
+    if Path(path).is_dir():
+        check_writable(path)
+
+
+def _failures_exit(n_failed: int, allow: bool, what: str) -> int:
+    if n_failed and not allow:
+        print(f"{n_failed} {what} failed (listed above): exit status 1 (--allow-failures: 0)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_ingest(args) -> int:
     from .ingest import ingest_folder
 
+    _writable_project(args.project)
     report = ingest_folder(args.project, args.images, args.labels, background=args.background,
-                           background_class=args.background_class)
+                           background_class=args.background_class, max_pixels=args.max_pixels or None)
     print(report)
-    return 0
+    return _failures_exit(len(report.errors), args.allow_failures, "file(s) or row(s)")
 
 
 def cmd_prelabel(args) -> int:
@@ -104,21 +120,25 @@ def cmd_prelabel(args) -> int:
 
     rank, world = _distributed()
     project_path = Path(args.project)
+    _writable_project(project_path)
     ingest_errors: list[str] = []
     if rank == 0 and args.images is not None:
         from .ingest import ingest_folder
 
         report = ingest_folder(project_path, args.images, args.labels, background=args.background,
-                               background_class=args.background_class)
+                               background_class=args.background_class, max_pixels=args.max_pixels or None)
         print(report, file=sys.stderr)
         ingest_errors = [str(e) for e in getattr(report, "errors", [])]
     _barrier(world)
     project = Project.open(project_path)
+    project.checkpoint_fallback = not args.checkpoint  # an unreadable model in use: the newest readable one
     config = _pipeline_config(args)
     ids = _selected_ids(args, project)
     pipe = Pipeline.from_project(project, config, device=args.device, classifier=args.checkpoint)
     if rank == 0 and args.checkpoint:
         print(_models_line(pipe), file=sys.stderr)
+    for warning in project.checkpoint_warnings:
+        print(f"napari-wsss prelabel: warning: {warning}", file=sys.stderr)
     report = prelabel(project, pipeline=pipe, ids=ids, force=args.force, batch_size=args.batch_size, rank=rank,
                       world_size=world, progress=not args.quiet)
     by_rank = {0: list(report.done)}
@@ -177,6 +197,7 @@ def _models_line(pipe) -> str:
 def cmd_train(args, argv) -> int:
     from trainer.cli import run
 
+    _writable_project(args.project)
     return run(args, argv=argv)
 
 
@@ -190,14 +211,26 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from .cli_errors import check_writable
     from .export import export_project
     from .store import Project
 
-    report = export_project(Project.open(args.project, "r"), args.out, source=args.source,
-                            format=args.format, include_skipped=args.include_skipped,
-                            reviewed_only=args.reviewed_only)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file: give a folder (it is created if missing)")
+    project = Project.open(args.project, "r")
+    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
+    report = export_project(project, out, source=args.source, format=args.format,
+                            include_skipped=args.include_skipped, reviewed_only=args.reviewed_only)
     print(report)
     return 0
+
+
+def cmd_models(args) -> int:
+    from .cli_models import run_models
+
+    return run_models(args)
 
 
 def cmd_demo(args) -> int:
@@ -210,6 +243,14 @@ def cmd_open(args) -> int:
     from ._qt.launch import open_in_napari
 
     return open_in_napari(Path(args.project))
+
+
+def _add_max_pixels(p: argparse.ArgumentParser) -> None:
+    from .io import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse image files with more than N pixels (height x width) before decoding them "
+                        f"(decompression bombs); default {DEFAULT_MAX_PIXELS:,} (Pillow's limit); 0: no limit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True, help="project directory (*.zarr)")
     p.add_argument("--background", action="store_true", help="the project has a background class")
     _add_background_class(p)
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even when some files or rows could not be ingested")
+    _add_max_pixels(p)
 
     p = sub.add_parser("prelabel", help="compute CAMs and pseudo-masks for every image of a project")
     p.add_argument("images", nargs="?", help="image folder to ingest first (optional for an existing project)")
@@ -247,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-failures", action="store_true", help="exit 0 even when some images failed")
     p.add_argument("--report", help="write a JSON report (done / skipped / failed, per rank) here")
+    _add_max_pixels(p)
     _add_pipeline_options(p)
 
     from trainer.cli import add_arguments as add_train_arguments
@@ -270,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reviewed-only", action="store_true",
                    help="export only images an annotator accepted or corrected")
 
+    from .cli_models import add_models_parser
+
+    add_models_parser(sub)
+
     p = sub.add_parser("demo", help="build the sample project, prelabel, print quality, open napari")
     p.add_argument("--out", default="wsss-demo", help="folder for the demo projects (default: ./wsss-demo)")
     p.add_argument("--no-viewer", action="store_true", help="do not open napari")
@@ -281,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .cli_errors import USER_ERRORS, describe
+
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
@@ -292,10 +343,11 @@ def main(argv: list[str] | None = None) -> int:
             "evaluate": cmd_evaluate,
             "export": cmd_export,
             "demo": cmd_demo,
+            "models": cmd_models,
             "open": cmd_open,
         }[args.command](args)
-    except (FileNotFoundError, ValueError, PermissionError, RuntimeError) as e:
-        print(f"napari-wsss {args.command}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print(f"napari-wsss {args.command}: error: {describe(e)}", file=sys.stderr)
         return 2
 
 

@@ -18,11 +18,12 @@ match the project) raise before anything is written. Existing images are never m
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .io import is_image_file, read_image
+from .io import DEFAULT_MAX_PIXELS, is_image_file, read_image
 from .store import Project, image_sha1
 
 __all__ = ["ingest_folder", "IngestReport", "Issue", "BACKGROUND_NAMES"]
@@ -89,7 +90,7 @@ class IngestReport:
 
 def ingest_folder(project_or_path, images_dir, labels_csv=None, *, classes=None,
                   background: bool = False, background_class: str | None = None,
-                  update_labels: bool = False) -> IngestReport:
+                  update_labels: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> IngestReport:
     """Add the images of a folder, with their image-level labels, to a project.
 
     Parameters
@@ -115,6 +116,9 @@ def ingest_folder(project_or_path, images_dir, labels_csv=None, *, classes=None,
     update_labels : bool
         Replace the labels of images already in the project when the input differs
         (default: keep them and warn).
+    max_pixels : int or None
+        Images with more pixels are reported as errors, not decoded
+        (``napari_wsss.io.read_image``; default Pillow's decompression-bomb limit).
 
     Returns
     -------
@@ -138,7 +142,7 @@ def ingest_folder(project_or_path, images_dir, labels_csv=None, *, classes=None,
         report.errors.append(Issue(str(source), f"unknown classes {unknown}; valid: "
                                                 f"{', '.join(project.classes)}"))
     for image_id, (files, labels, where) in rows.items():
-        _ingest_one(report, image_id, files, labels, where, update_labels)
+        _ingest_one(report, image_id, files, labels, where, update_labels, max_pixels)
     from .informativeness import label_report
 
     report.labels = label_report(project)
@@ -158,14 +162,16 @@ def _index_images(images_dir: Path) -> dict[str, list[Path]]:
 def _read_csv(csv_path: Path, images_dir: Path, errors: list, warnings: list):
     if not csv_path.is_file():
         raise FileNotFoundError(f"labels CSV {csv_path} does not exist")
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        table = list(csv.reader(f))
+    table = list(csv.reader(io.StringIO(_decode_csv(csv_path, warnings), newline="")))
     if not table or not table[0]:
         raise ValueError(f"{csv_path}: empty labels CSV")
     header = [h.strip() for h in table[0]]
     key = header[0].lower()
     if key not in ("id", "filename"):
-        raise ValueError(f"{csv_path}: the first column must be 'id' or 'filename', got {header[0]!r}")
+        sep = next((s for s in (";", "\t") if len(header) == 1 and s in header[0]), None)
+        hint = (f"; the file looks {sep!r}-separated: save it with ',' between columns (LibreOffice / "
+                "Excel: CSV with field delimiter ',')" if sep else "")
+        raise ValueError(f"{csv_path}: the first column must be 'id' or 'filename', got {header[0]!r}{hint}")
     if "labels" in (h.lower() for h in header[1:]):
         col, names = [h.lower() for h in header].index("labels"), None
     else:
@@ -206,6 +212,27 @@ def _read_csv(csv_path: Path, images_dir: Path, errors: list, warnings: list):
     if names is None:  # 'labels' column: classes in order of first appearance
         names = list(dict.fromkeys(lab for _, labels, _ in found.values() for lab in labels))
     return names, found
+
+
+def _decode_csv(csv_path: Path, warnings: list) -> str:
+    """The CSV's text: UTF-8 (BOM allowed); else Windows-1252 / Latin-1 with a warning."""
+    raw = csv_path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        first = err
+    if b"\x00" in raw:
+        raise ValueError(f"{csv_path}: not a text CSV (NUL bytes; UTF-16?): save it as CSV in UTF-8")
+    for encoding in ("cp1252", "latin-1"):  # latin-1 decodes any byte
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        line = raw[: first.start].count(b"\n") + 1
+        warnings.append(Issue(f"{csv_path}:{line}", f"not UTF-8 (byte 0x{raw[first.start]:02x}); read as "
+                                                    f"{encoding}: check the names, or re-save the file as UTF-8"))
+        return text
+    raise AssertionError("latin-1 decodes every byte string")  # pragma: no cover
 
 
 def _read_class_folders(images_dir: Path, warnings: list):
@@ -300,7 +327,8 @@ def _open_or_create(project_or_path, classes, names, background, source) -> Proj
     return project
 
 
-def _ingest_one(report: IngestReport, image_id, files, labels, where, update_labels) -> None:
+def _ingest_one(report: IngestReport, image_id, files, labels, where, update_labels,
+                max_pixels=DEFAULT_MAX_PIXELS) -> None:
     project = report.project
     if not files:
         report.warnings.append(Issue(where, f"labels for {image_id!r} but no image file found; skipped"))
@@ -310,7 +338,7 @@ def _ingest_one(report: IngestReport, image_id, files, labels, where, update_lab
         report.errors.append(Issue(where, f"unknown class names {unknown} for {image_id!r}; valid: "
                                           f"{', '.join(project.classes)}; image not added"))
         return
-    read = _read_files(report, image_id, files)
+    read = _read_files(report, image_id, files, max_pixels)
     if read is None:
         return
     path, image = read
@@ -328,12 +356,15 @@ def _ingest_one(report: IngestReport, image_id, files, labels, where, update_lab
     report.added.append(image_id)
 
 
-def _read_files(report: IngestReport, image_id, files):
+def _read_files(report: IngestReport, image_id, files, max_pixels=DEFAULT_MAX_PIXELS):
     """Read the file(s) of one id; several files (class folders) must hold the same pixels."""
     images = []
     for path in files:
         try:
-            images.append((path, read_image(path)))
+            images.append((path, read_image(path, max_pixels=max_pixels)))
+        except MemoryError:
+            report.errors.append(Issue(str(path), "not enough memory to read it, not added"))
+            return None
         except (OSError, ValueError) as err:
             problem = getattr(err, "problem", None) or str(err)
             report.errors.append(Issue(str(path), f"unreadable, not added ({problem})"))

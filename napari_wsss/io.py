@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "TIFF_SUFFIXES", "ImageReadError", "read_image", "is_image_file"]
+__all__ = ["IMAGE_EXTENSIONS", "TIFF_SUFFIXES", "DEFAULT_MAX_PIXELS", "ImageReadError", "read_image",
+           "is_image_file"]
 
 #: File name extensions ``read_image`` accepts (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: File suffixes read and written as TIFF (lower case).
 TIFF_SUFFIXES = (".tif", ".tiff")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+#: Largest image (height x width) ``read_image`` decodes by default: Pillow's own
+#: decompression-bomb limit (2 x ``PIL.Image.MAX_IMAGE_PIXELS`` = 178,956,970 pixels).
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
+_PIL_LIMIT = threading.Lock()
 
 
 class ImageReadError(ValueError):
@@ -31,13 +38,17 @@ def is_image_file(path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file() and not path.name.startswith(".")
 
 
-def read_image(path) -> np.ndarray:
+def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file as stored (no scaling, no EXIF rotation).
 
     Parameters
     ----------
     path : str or Path
         A ``.png``, ``.jpg``/``.jpeg``, ``.tif``/``.tiff`` or ``.bmp`` file.
+    max_pixels : int or None
+        Refuse images with more pixels (height x width) than this, from the file header,
+        before decoding (a "decompression bomb" or an image too large for memory);
+        ``None``: no limit. The CLI's ``--max-pixels``.
 
     Returns
     -------
@@ -51,8 +62,8 @@ def read_image(path) -> np.ndarray:
     FileNotFoundError
         No such file.
     ImageReadError
-        Unsupported extension, empty, truncated or corrupt file, not an image, or
-        dimensions other than ``(H, W[, C])``.
+        Unsupported extension, empty, truncated or corrupt file, not an image, more than
+        ``max_pixels`` pixels, or dimensions other than ``(H, W[, C])``.
     """
     path = Path(path)
     if not path.exists():
@@ -66,11 +77,11 @@ def read_image(path) -> np.ndarray:
         )
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
-    image = _read_tiff(path) if ext in TIFF_SUFFIXES else _read_pillow(path)
+    image = _read_tiff(path, max_pixels) if ext in TIFF_SUFFIXES else _read_pillow(path, max_pixels)
     return _check_dims(path, image)
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray:
     import tifffile
 
     try:
@@ -78,6 +89,8 @@ def _read_tiff(path: Path) -> np.ndarray:
             if not tif.series:
                 raise ImageReadError(path, "TIFF file without image data")
             series = tif.series[0]
+            plane = [n for n, ax in zip(series.shape, series.axes) if ax in "YX"]
+            _check_pixels(path, int(np.prod(plane if len(plane) == 2 else series.shape)), max_pixels)
             image = series.asarray()
             axes = series.axes
     except ImageReadError:
@@ -96,26 +109,62 @@ def _png_is_16bit_colour(path: Path) -> bool:
     return head[:8] == _PNG_MAGIC and len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
 
 
-def _read_pillow(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+def _check_pixels(path: Path, pixels: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and pixels > max_pixels:
+        raise ImageReadError(
+            path, f"{pixels:,} pixels, more than the limit of {max_pixels:,} (a decompression bomb, or an "
+                  "image too large to process): if it is genuine, raise the limit with --max-pixels"
+        )
 
-    if path.suffix.lower() == ".png" and _png_is_16bit_colour(path):
-        return _read_png16(path)
+
+def _open_pillow(path: Path, max_pixels: int | None):
+    """``Image.open`` with our pixel limit instead of Pillow's global one (header only)."""
+    import warnings
+
+    from PIL import Image
+
+    with _PIL_LIMIT, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            im = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif mode == "PA":
-                im = im.convert("RGBA")
-            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                im = im.convert("RGB")
-            image = np.asarray(im)
+        _check_pixels(path, im.size[0] * im.size[1], max_pixels)
+    except ImageReadError:
+        im.close()
+        raise
+    return im
+
+
+def _read_pillow(path: Path, max_pixels: int | None) -> np.ndarray:
+    from PIL import UnidentifiedImageError
+
+    try:
+        with _open_pillow(path, max_pixels) as im:  # header only: the pixel limit comes first
+            if path.suffix.lower() == ".png" and _png_is_16bit_colour(path):
+                image = None
+            else:
+                im.load()
+                mode = im.mode
+                if mode == "P":
+                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                elif mode == "PA":
+                    im = im.convert("RGBA")
+                elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                    im = im.convert("RGB")
+                image = np.asarray(im)
     except UnidentifiedImageError:
         raise ImageReadError(path, "not an image (Pillow cannot identify the file)") from None
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to decode it: lower --max-pixels or use a smaller image") from None
+    except ImageReadError:
+        raise
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(path, f"truncated or corrupt image: {err}") from None
+    if image is None:
+        return _read_png16(path)
     if image.dtype == bool:
         image = image.astype(np.uint8) * 255
     return image

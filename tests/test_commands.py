@@ -25,7 +25,7 @@ def _run(*args, **kw):
 
 def test_help_lists_every_subcommand():
     out = _run(sys.executable, "-m", "napari_wsss.cli", "--help").stdout
-    for cmd in ("ingest", "prelabel", "train", "evaluate", "export", "demo", "open"):
+    for cmd in ("ingest", "prelabel", "train", "evaluate", "export", "models", "demo", "open"):
         assert cmd in out
 
 
@@ -124,7 +124,7 @@ def test_prelabel_ids_and_checkpoint_say_what_they_use(folder, capsys):
     _save_segmentation_net(project, "segmenter", {})
     _save_segmentation_net(project, "explainer", {"explainer": {"classifier_checkpoint": str(own)}})
     assert main(["ingest", str(folder / "images"), "--labels", str(folder / "labels.csv"),
-                 "--project", str(folder / "p.zarr")]) == 0
+                 "--project", str(folder / "p.zarr"), "--allow-failures"]) == 0  # the folder holds a broken file
     base = ["prelabel", "--project", str(folder / "p.zarr"), "--quiet", "--scales", "1", "--no-flip", "--refine", "crf,segmenter"]
     (folder / "ids.txt").write_text("im1\n\nim3\n")
     assert main([*base, "--ids", "im0", "--ids-file", str(folder / "ids.txt"),

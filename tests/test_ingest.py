@@ -11,9 +11,6 @@ from PIL import Image
 from napari_wsss.ingest import ingest_folder
 from napari_wsss.store import Project
 
-# The shared datasets live beside the repository (``../shared``), in CI as here.
-MSRC = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "msrc_v2"
-
 
 @pytest.fixture
 def rng():
@@ -185,7 +182,9 @@ def test_whole_input_errors_raise_before_writing(tmp_path, annotated):
     _assert_intact(p, mask, corr, tmp_path)
 
 
-def test_msrc_subset(tmp_path):
+@pytest.mark.data
+def test_msrc_subset(tmp_path, wsss_data):
+    MSRC = wsss_data / "msrc_v2"
     with open(MSRC / "image_labels.csv") as f:
         rows = list(csv.reader(f))
     header, picked = rows[0], rows[1:][::150][:4]

@@ -145,14 +145,27 @@ def test_masks_roundtrip_and_validation(project, rng):
     assert np.array_equal(project.read_mask("img0", "crf"), mask)  # failed writes changed nothing
 
 
-def test_rewrite_replaces_and_collects_old_array(project, rng):
+def test_rewrite_replaces_and_collects_old_array(project, rng, monkeypatch):
     folder = project.path / "images" / "img0"
+    cam_dirs = lambda: sorted(d.name for d in folder.iterdir() if d.name.startswith("cam-"))  # noqa: E731
+    written = []
     for k in (1, 3, 2):
         cams = rng.random((k, 4 * k, 5)).astype(np.float32)
         project.write_cams("img0", "gradcam++", cams, list(range(1, k + 1)), model_version=f"v{k}")
         got, classes = project.read_cams("img0", "gradcam++")
         assert np.array_equal(got, cams) and classes.tolist() == list(range(1, k + 1))
-        assert len([d for d in folder.iterdir() if d.name.startswith("cam-")]) == 1
+        written.append((project.array_info("img0", "cam/gradcam++").name, cams))
+    # superseded arrays stay readable (plain zarr) during the grace period, then go
+    assert cam_dirs() == sorted(n for n, _ in written)
+    group = zarr.open_group(project.path / "images" / "img0", mode="r")
+    for name, cams in written:
+        assert np.array_equal(group[name][:], cams)
+    monkeypatch.setattr(Project, "RETIRE_SECONDS", 0.0)
+    project.write_cams("img0", "gradcam++", written[-1][1], [1, 2], model_version="v2")
+    current = project.array_info("img0", "cam/gradcam++").name
+    assert cam_dirs() == sorted([current, written[-1][0]])  # expired ones deleted by this write
+    assert project.gc() == 1 and cam_dirs() == [current]  # gc also takes the one just retired
+    assert "retired" not in project._meta("img0")
     assert project.array_info("img0", "cam/gradcam++").model_version == "v2"
     assert project.cam_methods("img0") == ["gradcam++"]
     project.write_cams("img0", "layercam", np.zeros((0, 4, 4)), [], model_version="v")

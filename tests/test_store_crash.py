@@ -193,3 +193,60 @@ def test_two_writer_processes_lose_nothing(tmp_path):
         vs = sorted(int(i[1:]) for i in group)
         assert vs == list(range(vs[0], vs[0] + len(vs)))
     _check_project(p.path, 10**9)
+
+
+# The reading recipe of docs/store.md ("Reading with plain zarr"), verbatim inside the loop.
+PLAIN_READER = r"""
+import json, sys, time
+import numpy as np
+import zarr
+
+path, seconds = sys.argv[1], float(sys.argv[2])
+reads = fill = errors = 0
+values, first_error = set(), None
+t_end = time.monotonic() + seconds
+while time.monotonic() < t_end:
+    try:
+        root = zarr.open(path, mode="r")
+        classes = root.attrs["napari_wsss"]["classes"]
+        for image_id, key in root["images"].attrs["napari_wsss"]["index"]:
+            g = root["images"][key]
+            ptr = g.attrs["napari_wsss"]["arrays"]
+            image = g[ptr["image"]][:]
+            crf = g[ptr["mask/crf"]][:] if "mask/crf" in ptr else None
+            reads += 1
+            if crf is not None:
+                if crf.shape != image.shape[:2] or (crf == 255).any() or len(np.unique(crf)) != 1:
+                    fill += 1
+                else:
+                    values.add(int(crf.flat[0]))
+    except Exception as err:  # KeyError, FileNotFoundError, ... : the recipe failed
+        errors += 1
+        first_error = first_error or repr(err)
+print(json.dumps(dict(reads=reads, fill=fill, errors=errors, values=len(values), first_error=first_error)))
+"""
+
+
+def test_plain_zarr_reader_process_never_sees_deleted_or_fill_arrays(tmp_path):
+    """A separate process following docs/store.md's plain-zarr recipe against a live writer.
+
+    The writer replaces every image's crf mask, CAMs and corrections in a loop (masks hold
+    ``v % 200``, never the fill value 255). Before superseded arrays were kept for
+    ``Project.RETIRE_SECONDS``, a pointer read just before a swap named a deleted array: zarr
+    returned the fill value (all 255) or raised KeyError.
+    """
+    import json
+
+    p = _new_project(tmp_path)
+    writer = _start(p.path, 0)
+    try:
+        reader = subprocess.run([sys.executable, "-c", PLAIN_READER, str(p.path), "4"],
+                                capture_output=True, text=True, timeout=120)
+        assert writer.poll() is None, writer.stderr.read()  # the writer ran during the whole read
+    finally:
+        writer.kill()
+        writer.wait()
+    assert reader.returncode == 0, reader.stderr[-2000:]
+    got = json.loads(reader.stdout)
+    assert got["errors"] == 0 and got["fill"] == 0, got
+    assert got["reads"] > 50 and got["values"] > 5, got  # it really overlapped many writes

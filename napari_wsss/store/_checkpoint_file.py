@@ -36,7 +36,8 @@ def torch_load(path: str | Path, *, map_location="cpu"):
     FileNotFoundError
         No such file.
     CheckpointError
-        Corrupted / truncated file or not a torch file; the message names it.
+        Corrupted / truncated file, not a torch file, or pickled objects other than tensors
+        and plain values (refused); the message names the file and how to roll back.
     """
     import torch
 
@@ -46,10 +47,12 @@ def torch_load(path: str | Path, *, map_location="cpu"):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # zip, unpickling and EOF errors all mean: not a usable file
+        from ._models import describe_load_error, rollback_hint
+
+        # not chained: torch's message advises weights_only=False, which would run the file's code
         raise CheckpointError(
-            f"cannot read checkpoint {path}: the file is corrupted or not a checkpoint "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-        ) from e
+            f"cannot read checkpoint {path}: {describe_load_error(e)}; {rollback_hint(path)}"
+        ) from None
 
 
 def read_checkpoint(path: str | Path, *, stage: str | None = None, map_location="cpu") -> dict:

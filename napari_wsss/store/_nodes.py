@@ -7,7 +7,10 @@ Protocol (see ``docs/store.md``):
    chunk file; until step 2 nothing refers to it, so a crash here leaves only garbage).
 2. It then replaces the image group's ``zarr.json`` (whose attributes map each slot to its
    current array name) with one atomic ``os.replace``: readers see the old or the new name.
-3. The array the slot pointed to before is deleted.
+3. The array the slot pointed to before is *retired*, not deleted: the swap lists it under
+   ``retired`` with its time, and a later write deletes it once ``Project.RETIRE_SECONDS``
+   have passed (``Project.gc`` at any time), so plain zarr readers holding the old pointer
+   still find it.
 
 A reader resolves the name, reads the array, and re-reads the pointer: if the slot still
 names the same array, that array was current during the whole read (names are never

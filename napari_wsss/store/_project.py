@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import numpy as np
 
 from ..conventions import IGNORE
 from . import _checkpoints as ckpt
+from . import _models
+from ._checkpoint_file import CheckpointError
 from ._files import TMP_SUFFIX, ProjectLock, make_key, read_json, utc_now
 from ._nodes import NodeStore, consistent_read
 from ._records import ImageRecord, Info, Status
@@ -56,6 +59,9 @@ class Project:
 
     STATUSES = STATUSES
     MASK_STAGES = MASK_STAGES
+    #: Seconds a superseded array stays on disk after the pointer swap (deleted by a later
+    #: write to the same image after that, or by :meth:`gc` at any time).
+    RETIRE_SECONDS = 60.0
 
     def __init__(self, path, *, _mode: str, _root: dict):
         self.path = Path(path)
@@ -68,6 +74,9 @@ class Project:
         self._lock = ProjectLock(self.path)
         self._index: dict[str, str] = {}
         self._index_stamp = None
+        #: see :meth:`latest_checkpoint`
+        self.checkpoint_fallback = False
+        self.checkpoint_warnings: list[str] = []
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -284,9 +293,17 @@ class Project:
             meta = self._nodes.read_group(group)
             old = meta["arrays"].get(slot)
             meta["arrays"][slot] = name
-            self._nodes.write_group(group, meta)  # the atomic swap
+            # The superseded array stays readable for RETIRE_SECONDS: a plain zarr reader that
+            # resolved the old pointer just before the swap still finds it (docs/store.md).
+            now = time.time()
+            retired = [[n, t] for n, t in meta.get("retired", []) if n not in meta["arrays"].values()]
+            expired = [n for n, t in retired if now - t >= self.RETIRE_SECONDS]
+            meta["retired"] = [[n, t] for n, t in retired if n not in expired]
             if old is not None:
-                self._nodes.delete(f"{group}/{old}")
+                meta["retired"].append([old, now])
+            self._nodes.write_group(group, meta)  # the atomic swap
+            for n in expired:
+                self._nodes.delete(f"{group}/{n}")
 
     def _read_slot(self, image_id: str, slot: str):
         _, out = consistent_read(
@@ -403,10 +420,12 @@ class Project:
 
     # -- maintenance -------------------------------------------------------------------
     def gc(self) -> int:
-        """Delete what no pointer references (left by killed writers); return the count.
+        """Delete what no pointer references; return the count.
 
-        Removes superseded arrays, image groups missing from the index (a killed
-        ``add_image``), incomplete checkpoint versions and temporary files.
+        Removes superseded arrays (also those still inside their ``RETIRE_SECONDS`` grace
+        period: a plain zarr reader reading at this moment may fail, retry it), arrays left
+        by killed writers, image groups missing from the index (a killed ``add_image``),
+        incomplete checkpoint versions and temporary files.
         """
         with self._writable():
             keys = set(self._refresh_index().values())
@@ -418,7 +437,10 @@ class Project:
                     shutil.rmtree(entry, ignore_errors=True)
                     removed += 1
                     continue
-                live = set(self._nodes.read_group(f"{_IMAGES}/{entry.name}")["arrays"].values())
+                meta = self._nodes.read_group(f"{_IMAGES}/{entry.name}")
+                live = set(meta["arrays"].values())
+                if meta.pop("retired", None):
+                    self._nodes.write_group(f"{_IMAGES}/{entry.name}", meta)
                 removed += _remove_tmp(entry)
                 for sub in entry.iterdir():
                     if sub.is_dir() and sub.name not in live:
@@ -429,15 +451,41 @@ class Project:
 
     # -- checkpoints -------------------------------------------------------------------
     def save_checkpoint(self, stage: str, state: dict, *, version: str | None = None,
-                        best: dict | None = None) -> str:
+                        best: dict | None = None, use: bool = True) -> str:
         """Atomically save a checkpoint dict (``torch.save``); return its version id.
 
         A version is a training run: ``version=None`` starts one, an existing version id
         saves the run's next step into it; ``best`` marks the step as the run's best
         (``{"metric": name, "value": v}``; also kept as ``best.pt``).
+        ``use=True``: the version becomes the model in use (any pin is cleared);
+        ``use=False``: the model in use stays what it was (pinned if it was implicit).
         """
         with self._writable():
-            return ckpt.save_checkpoint(self._nodes, stage, state, self.classes, version=version, best=best)
+            before = _models.in_use(self._nodes, stage)
+            version = ckpt.save_checkpoint(self._nodes, stage, state, self.classes, version=version, best=best)
+            if use:
+                _models.set_in_use(self._nodes, stage, None)
+            elif before is not None and before != version:
+                _models.set_in_use(self._nodes, stage, before)
+            return version
+    def model_in_use(self, stage: str) -> str | None:
+        """Version id used for ``stage``: the one pinned by :meth:`set_model_in_use` (e.g. a
+        rollback), else the newest; ``None`` when the stage has no checkpoint."""
+        return _models.in_use(self._nodes, stage)
+
+    def set_model_in_use(self, stage: str, version: str | None) -> None:
+        """Pin the version used for ``stage`` (``None``: back to "the newest")."""
+        with self._writable():
+            _models.set_in_use(self._nodes, stage, version)
+
+    def checkpoint_problem(self, version: str) -> str | None:
+        """Why a version's file cannot be loaded (``None`` if intact); reads no pickles."""
+        return _models.problem(self.checkpoint_path(version))
+
+    def prune_checkpoints(self, stage: str, keep: int) -> list[str]:
+        """Delete old versions of ``stage``, keeping the newest ``keep`` and the one in use."""
+        with self._writable():
+            return _models.prune(self._nodes, stage, keep)
 
     def checkpoints(self, stage: str) -> list[str]:
         """Complete checkpoint versions (training runs) of a stage, oldest first."""
@@ -448,10 +496,39 @@ class Project:
         return ckpt.checkpoint_info(self.path, version)
 
     def latest_checkpoint(self, stage: str, which: str = "last") -> Path | None:
-        """Path of the newest version's checkpoint file of ``stage`` (its last step, or its
-        best with ``which="best"``) or ``None``."""
+        """Path of the checkpoint file of the model in use for ``stage`` (its last step, or its
+        best with ``which="best"``), or ``None``.
+
+        That is the newest version unless another one was pinned (:meth:`model_in_use`). With
+        ``project.checkpoint_fallback = True`` (``napari-wsss prelabel`` sets it) an unreadable
+        file is passed over for the newest readable older version, and a warning naming both
+        is appended to ``project.checkpoint_warnings``.
+        """
+        version = self.model_in_use(stage)
+        if version is None:
+            return None
+        if self.checkpoint_fallback and self.checkpoint_problem(version):
+            return self._fallback_checkpoint(stage, version)
+        return ckpt.checkpoint_path(self.path, version, which)
+
+    def _fallback_checkpoint(self, stage: str, version: str) -> Path:
         versions = self.checkpoints(stage)
-        return ckpt.checkpoint_path(self.path, versions[-1], which) if versions else None
+        older = versions[: versions.index(version)][::-1]
+        bad = [(version, self.checkpoint_problem(version))]
+        for candidate in older:
+            why = self.checkpoint_problem(candidate)
+            if why is None:
+                warning = (f"{stage} checkpoint {version} ({self.checkpoint_path(version)}) is {bad[0][1]}: "
+                           f"using {candidate} instead; {_models.rollback_hint(self.checkpoint_path(version))}")
+                if warning not in self.checkpoint_warnings:
+                    self.checkpoint_warnings.append(warning)
+                return ckpt.checkpoint_path(self.path, candidate)
+            bad.append((candidate, why))
+        listing = "; ".join(f"{v}: {why}" for v, why in bad)
+        raise CheckpointError(
+            f"no readable {stage} checkpoint in {self.path} ({listing}): retrain with "
+            f"`napari-wsss train {self.path} --stage {stage}`"
+        )
 
     def checkpoint_path(self, version: str, which: str = "last") -> Path:
         """Path of the checkpoint file of a version id (e.g. ``'classifier-0002'``): its last

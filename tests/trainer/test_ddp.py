@@ -44,11 +44,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert [x["loss"] for x in steps] == pytest.approx(ref.losses, abs=1e-4)
-    a = torch.load(single.latest_checkpoint("classifier"), weights_only=True)["model"]
-    b = torch.load(ddp.latest_checkpoint("classifier"), weights_only=True)["model"]
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    _assert_same_training(single, ddp, "classifier")
 
 
 def _torchrun(project, stage, cfg_path):
@@ -85,9 +81,50 @@ def test_torchrun_affinity_matches_single_process(tmp_path):
         torch.set_num_threads(threads)
     assert ref.losses[1] < ref.losses[0]  # it learnt something
     assert [x["loss"] for x in steps] == pytest.approx(ref.losses, abs=1e-5)
-    a = torch.load(single.latest_checkpoint("affinity"), weights_only=True)["model"]
-    b = torch.load(ddp.latest_checkpoint("affinity"), weights_only=True)["model"]
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6, msg=key)
+    _assert_same_training(single, ddp, "affinity")
+
+
+def _weights(project, version):
+    return torch.load(project.checkpoint_path(version), weights_only=True)["model"]
+
+
+def _assert_same_training(single, ddp, stage, tol=1e-2):
+    """The DDP weights equal the single-process ones up to float32 arithmetic order.
+
+    Per weight tensor: ||w_ddp - w_single|| <= tol * ||w_last - w_previous|| (the single run's
+    last epoch of updates). Why a bound relative to the update and not element-wise rtol:
+
+    * The runs compute the same gradients in a different order: a rank's half batch goes
+      through CPU kernels blocked for 2 images instead of 4, and gloo sums the two halves. A
+      float32 sum of N terms reordered differs by ~sqrt(N) * eps * sum|terms| (eps = 2**-24),
+      which scales with the gradient, i.e. with lr * gradient = the update, not with the
+      weight: weights near zero (or with updates far below their magnitude) fail any rtol.
+      After the first step this is all there is (measured: 5e-6 x the update).
+    * From the second step on the error grows ~100x, most likely because the inputs of each
+      ReLU6 differ by those few ulps, and an activation within that distance of 0 or 6 lands on the other side of the kink, where its
+      gradient jumps: each such position changes a weight-gradient sum over N = B*h*w ~ 16k
+      positions by ~1/N of its size. Measured on the dev machine: up to 1.2e-3 x the last
+      update (backbone.10.conv.0.0.weight of the affinity test); the count of near-kink
+      activations depends on the CPU's kernels, hence tol = 1e-2 (8x margin).
+    * A real DDP mistake (gradients summed instead of averaged, a rank's half missing, a
+      per-rank loss normalisation) changes the update itself: a ratio of order 0.1 to 1.
+    """
+    versions = single.checkpoints(stage)
+    assert versions == ddp.checkpoints(stage)
+    w1, w2 = _weights(single, versions[-2]), _weights(single, versions[-1])
+    b = _weights(ddp, versions[-1])
+    assert w2.keys() == b.keys()
+    worst = {}
+    for key in w2:
+        if not w2[key].is_floating_point():
+            assert torch.equal(w2[key], b[key]), key
+            continue
+        step = (w2[key] - w1[key]).norm().item()
+        diff = (w2[key] - b[key]).norm().item()
+        if step == 0:  # frozen (e.g. BatchNorm statistics in eval mode): identical in both
+            assert diff == 0, key
+            continue
+        worst[key] = diff / step
+    bad = {k: r for k, r in worst.items() if r > tol}
+    assert not bad, f"DDP weights differ beyond {tol} x the last update: {bad}"
 
