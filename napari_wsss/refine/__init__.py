@@ -9,12 +9,14 @@ from .background import BACKGROUND_METHODS, RefineResult, labels_from_scores, sc
 from .crf import crf_refine, dense_crf
 from .graph import AffinityGraph, pair_indices, pair_offsets, pairwise
 from .random_walk import build_affinity, colour_affinity, feature_affinity, random_walk, random_walk_refine
+from .seeded import SeededRefiner, guided_upsample, seeded_crf, seeded_random_walk, seeded_refine
 
 __all__ = [
     "AffinityGraph",
     "AffinityTargets",
     "BACKGROUND_METHODS",
     "RefineResult",
+    "SeededRefiner",
     "build_affinity",
     "colour_affinity",
     "confident_labels",
@@ -22,6 +24,7 @@ __all__ = [
     "dense_crf",
     "downsample_labels",
     "feature_affinity",
+    "guided_upsample",
     "labels_from_scores",
     "pair_indices",
     "pair_offsets",
@@ -30,4 +33,7 @@ __all__ = [
     "random_walk",
     "random_walk_refine",
     "scores_with_background",
+    "seeded_crf",
+    "seeded_random_walk",
+    "seeded_refine",
 ]
