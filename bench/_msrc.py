@@ -7,6 +7,7 @@ Shared by ``bench/quality.py`` (and ``bench/loop.py`` later). The data never lea
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,17 @@ from napari_wsss.store import Project
 
 __all__ = ["MSRC_ROOT", "all_ids", "split_ids", "split_project", "read_gt"]
 
-MSRC_ROOT = Path("/work/shared/datasets/msrc_v2")
+
+def _data_root() -> Path:
+    """MSRC-v2 folder: ``$WSSS_DATA`` (the datasets folder or ``msrc_v2`` itself) when set."""
+    env = os.environ.get("WSSS_DATA")
+    if not env:
+        return Path("/work/shared/datasets/msrc_v2")
+    root = Path(env)
+    return root / "msrc_v2" if (root / "msrc_v2").is_dir() else root
+
+
+MSRC_ROOT = _data_root()
 
 
 def all_ids(root=MSRC_ROOT) -> list[str]:
