@@ -16,9 +16,10 @@ the brush pixels painted until 90 % (or the cap).
 **Review order.** The base classifier's proposals (CAM, CRF, random walk) are made for a pool of
 training images; ``K`` % of the pool are "corrected" (their ground truth written as
 corrections, as ``bench/loop.py --quality`` does), chosen by ``napari_wsss.review`` (most
-disagreement first) or in a seeded random order. The classifier is retrained with each set
-(pixel loss on the CAMs) and the held-out images' proposals are scored (mIoU of the random
-walk, the pipeline's proposal).
+disagreement first) or in a seeded random order. The base classifier's training run continues
+for ``--finetune`` epochs on the whole training split with each set of corrections (pixel loss
+on the CAMs; the same schedule for both) and the held-out images' proposals are scored (mIoU of
+the random walk, the pipeline's proposal).
 
 The classifier is trained once per setting and cached in ``--work`` (outside the repository),
 as are CAMs::
@@ -137,9 +138,12 @@ def run_order(args, base_proj, pipe_for, train_ids, test_proj, test_ids, over, e
     tag = f"s{args.seed}-n{len(train_ids)}"
     for name, chosen in (("review", by_review), ("random", by_random)):
         key = _digest(sorted(chosen))
-        proj = _corrected_project(Path(args.work) / f"train-{tag}-e{epochs}-c{k}{name[0]}{key}-{_digest(over)}",
-                                  train_ids, chosen)
-        _train_stage(proj, "classifier", over, epochs, threads=args.threads, seed=args.seed)
+        proj = _corrected_project(
+            Path(args.work) / f"train-{tag}-e{epochs}+{args.finetune}-c{k}{name[0]}{key}-{_digest(over)}",
+            train_ids, chosen)
+        if proj.latest_checkpoint("classifier") is None:  # continue the base classifier's run
+            proj.save_checkpoint("classifier", base_proj.load_checkpoint("classifier"))
+        _train_stage(proj, "classifier", over, epochs + args.finetune, threads=args.threads, seed=args.seed)
         out[name] = _proposal_miou(pipe_for(proj), test_proj, test_ids, read_gt)
         _log(f"order: {name} -> held-out RW mIoU {100 * out[name]:.1f} (base {100 * out['base']:.1f})")
     return out
@@ -192,7 +196,8 @@ def table(modes: dict, extra: dict, order: dict | None) -> str:
         out.append(f"| {m} | {100 * r['iou0']:.1f} | {r['noc85']:.2f} | {r['noc90']:.2f} | {r['pixels']:.0f} |")
     if order:
         out += ["", f"Review order: {order['corrected']} of a pool of {order['pool']} training images corrected "
-                f"({100 * order['fraction']:g} %), classifier retrained; held-out proposal (random walk) mIoU %:",
+                f"({100 * order['fraction']:g} %), classifier training continued with them; held-out proposal "
+                "(random walk) mIoU %:",
                 "", "| corrected images chosen by | mIoU % |", "|---|---:|",
                 f"| none (labels only) | {100 * order['base']:.1f} |",
                 f"| review order (most disagreement first) | {100 * order['review']:.1f} |",
@@ -212,11 +217,13 @@ def main(argv=None) -> int:
     p.add_argument("--pool", type=int, default=None, help="training images scored for review (default all; --quick 40)")
     p.add_argument("--order-fraction", type=float, default=0.25, help="share of the pool corrected")
     p.add_argument("--no-order", action="store_true", help="skip the review-order retraining")
+    p.add_argument("--finetune", type=int, default=1,
+                   help="order: epochs the base classifier's run continues with the corrections")
     p.add_argument("--epochs", type=int, default=None, help="classifier epochs (default 6; --quick 3)")
     p.add_argument("--crop", type=int, default=None, help="training crop (default 224; --quick 192)")
     p.add_argument("--radius", type=float, default=5.0, help="stroke disk radius (pixels)")
     p.add_argument("--work-side", type=int, default=160, help="seeded refinement working long side")
-    p.add_argument("--gamma", type=float, default=0.01, help="prior weight of the seeded walk")
+    p.add_argument("--gamma", type=float, default=1e-3, help="prior weight of the seeded walk")
     p.add_argument("--beta", type=float, default=4.0, help="edge sharpness of the seeded walk")
     p.add_argument("--prior-mix", type=float, default=0.5, help="share of the proposal in the walk's prior")
     p.add_argument("--seed", type=int, default=0)

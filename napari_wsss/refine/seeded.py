@@ -17,8 +17,11 @@ for the unpainted pixels:
 
   with ``X_M`` the one-hot seeds and ``P`` the prior probabilities (the scores normalised per
   pixel). ``gamma`` weighs the prior against the edges: ``gamma -> 0`` is the plain random
-  walker (the seeds decide everything reachable), a large ``gamma`` returns the prior. Each row
-  of ``X`` sums to 1. The matrix is sparse, symmetric positive definite; it is factorised once
+  walker (the seeds decide everything reachable), a large ``gamma`` returns the prior. Inside a
+  uniform region a stroke's influence decays over about ``1 / sqrt(gamma)`` grid pixels (the
+  screened Laplace equation): the default ``1e-3`` reaches ~30 pixels of the working grid (a
+  fifth of its 160 px long side), so one stroke fills a typical object and the prior decides
+  far from any stroke. Each row of ``X`` sums to 1. The matrix is sparse, symmetric positive definite; it is factorised once
   (SuperLU) and solved for all classes.
 * :func:`seeded_crf` -- the dense CRF (:func:`~napari_wsss.refine.crf.dense_crf`) with the unary
   clamped at the seeds (a one-hot score there, so the unary is ``-log(clip)`` for every other
@@ -101,7 +104,7 @@ def seeded_random_walk(
     prior,
     seeds: np.ndarray,
     *,
-    gamma: float = 0.05,
+    gamma: float = 1e-3,
     beta: float = 4.0,
 ) -> np.ndarray:
     """Random walker with hard seeds and a prior (Grady 2005), solved exactly.
@@ -280,7 +283,7 @@ class SeededRefiner:
         prior=None,
         method: str = "rw",
         work_side: int | None = 160,
-        gamma: float = 0.05,
+        gamma: float = 1e-3,
         beta: float = 4.0,
         crf: dict | None = None,
     ):
