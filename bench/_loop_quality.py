@@ -11,9 +11,8 @@ import torch
 from _msrc import read_gt, split_ids, split_project
 from quality import _cached, _digest, _log, _Scores, _train_stage, _version
 
-from napari_wsss.models import to_tensor
+from napari_wsss.models import load_classifier, to_tensor
 from napari_wsss.pipeline import Pipeline, PipelineConfig
-from trainer import load_classifier
 from trainer.classifier import MeanAveragePrecision
 
 __all__ = ["correction_quality", "summarize_seeds", "quality_table"]

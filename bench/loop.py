@@ -45,9 +45,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from napari_wsss.device import choose_device
 from napari_wsss.models import Classifier, normalize
 from trainer.classifier import ClassifierModule
-from trainer.distributed import autocast, choose_amp_dtype, choose_device
+from trainer.distributed import autocast, choose_amp_dtype
 from trainer.loop import ProgressLogger, train_one_epoch
 from trainer.losses import ClassifierLoss
 

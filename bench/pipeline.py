@@ -92,7 +92,7 @@ def explainer_table(n: int, size: int) -> list[tuple[str, float]]:
     from napari_wsss.models import Classifier
     from napari_wsss.pipeline import Pipeline, PipelineConfig
     from napari_wsss.sample import SHAPES_CLASSES, make_shapes
-    from trainer.segmenter import build_segmenter
+    from napari_wsss.models import build_segmenter
 
     torch.manual_seed(0)
     classes = list(SHAPES_CLASSES)  # background first, as in make_project

@@ -42,10 +42,10 @@ from _msrc import MSRC_ROOT, read_gt, split_ids, split_project  # noqa: E402
 
 from napari_wsss.evaluate import evaluate_project  # noqa: E402
 from napari_wsss.metrics import confusion_matrix, segmentation_scores  # noqa: E402
-from napari_wsss.models import to_tensor  # noqa: E402
+from napari_wsss.models import load_segmenter, predict_segmenter, to_tensor  # noqa: E402
 from napari_wsss.refine.background import labels_from_scores, scores_with_background  # noqa: E402
 from napari_wsss.pipeline import Pipeline, PipelineConfig, prelabel, save_proposals  # noqa: E402
-from trainer import TrainConfig, load_segmenter, predict_segmenter, train  # noqa: E402
+from trainer import TrainConfig, train  # noqa: E402
 from trainer.classifier import MeanAveragePrecision  # noqa: E402
 from trainer.config import apply_overrides  # noqa: E402
 
@@ -324,7 +324,7 @@ def _table(res: dict, args) -> str:
         rows = [("CAM (single scale)", "cam"), (f"+TTA ({tta})", "tta-cam"),
                 (f"+dCRF {json.dumps(res['crf'])}", "tta-crf"),
                 (f"+RW colour affinity ({res['rw_input']} input)", "tta-rw-colour"),
-                (f"+RW ({res['affinity']} affinity, {res['rw_input']} input, {json.dumps(cfg.rw)})", "tta-rw"),
+                (f"+RW ({res['affinity']} affinity, {res['rw_input']} input, {json.dumps(dict(cfg.rw))})", "tta-rw"),
                 ("+DeepLabV3+ trained on the training split's RW pseudo-masks", "tta-segmenter"),
                 ("Explainer masks (Stalder et al.; one forward pass, no TTA)", "tta-explainer")]
         rows = [r for r in rows if r[1] in s.conf]

@@ -34,10 +34,9 @@ from _msrc import read_gt, split_ids, split_project  # noqa: E402
 
 from napari_wsss.cams import masked_confidences  # noqa: E402
 from napari_wsss.metrics import confusion_matrix, segmentation_scores, xai_scores  # noqa: E402
-from napari_wsss.models import to_tensor  # noqa: E402
-from napari_wsss.pipeline import EXPLAINER, Pipeline, PipelineConfig, checkpoint_version  # noqa: E402
-from napari_wsss.store import Project  # noqa: E402
-from trainer import load_classifier, load_explainer  # noqa: E402
+from napari_wsss.models import load_classifier, load_explainer, to_tensor  # noqa: E402
+from napari_wsss.pipeline import EXPLAINER, Pipeline, PipelineConfig  # noqa: E402
+from napari_wsss.store import Project, checkpoint_version  # noqa: E402
 
 DEFAULT_METHODS = ("cam", "gradcam", "gradcam++", "layercam", EXPLAINER)
 

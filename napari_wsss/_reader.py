@@ -1,7 +1,7 @@
 """npe2 reader: a napari-wsss project (``*.zarr``) or a folder of images.
 
-Pure functions returning napari layer-data tuples; napari itself is only needed for the
-labels colour map (imported lazily).
+Pure functions returning napari layer-data tuples; no napari or Qt import (the labels
+colours are a plain dict napari turns into a colour map).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_wsss.colors import labels_layer_colors
+from napari_wsss.conventions import class_to_layer
 from napari_wsss.io import is_image_file, read_image
 from napari_wsss.store import Project, ProjectError
 
@@ -44,25 +46,17 @@ def napari_get_reader(path):
 
 
 def _labels_kwargs(project: Project, name: str, meta: dict) -> dict:
-    kwargs = {"name": name, "metadata": {"napari_wsss": meta}, "opacity": 0.5}
-    try:
-        from napari_wsss._qt.layers import labels_colormap
-
-        kwargs["colormap"] = labels_colormap(len(project.classes), background=project.background)
-    except ImportError:  # pragma: no cover - napari without Qt bindings
-        pass
-    return kwargs
+    colors = labels_layer_colors(len(project.classes), background=project.background)
+    return {"name": name, "metadata": {"napari_wsss": meta}, "opacity": 0.5, "colormap": colors}
 
 
 def read_project(path) -> list[tuple]:
     """Layers of a project's first image: the image, one Labels layer per mask, corrections.
 
     Labels layers hold napari values (``class + 1``, ``0`` = unlabeled; see
-    ``napari_wsss._qt._labels``); their ``metadata["napari_wsss"]`` names the project,
+    ``napari_wsss.conventions``); their ``metadata["napari_wsss"]`` names the project,
     image id, stage, classes and background so the writer can colour exports.
     """
-    from napari_wsss._qt._labels import class_to_layer
-
     if isinstance(path, (list, tuple)):
         path = path[0]
     project = Project.open(path, mode="r")

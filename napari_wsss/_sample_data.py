@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from .colors import labels_layer_colors
+from .conventions import class_to_layer
 from .sample import SHAPES_CLASSES, load_photos, make_shapes
 
 __all__ = ["sample_shapes", "sample_photos"]
 
 
 def _labels_meta(name: str, n_classes: int, background) -> dict:
-    from ._qt.layers import labels_colormap
-
-    return {"name": name, "colormap": labels_colormap(n_classes, background=background), "opacity": 0.5}
+    return {"name": name, "colormap": labels_layer_colors(n_classes, background=background), "opacity": 0.5}
 
 
 def sample_shapes():
     """Six synthetic images (a stack) with their ground-truth masks as a Labels layer."""
-    from ._qt._labels import class_to_layer
-
     samples = make_shapes(6)
     images = np.stack([s.image for s in samples])
     masks = np.stack([class_to_layer(s.mask) for s in samples])

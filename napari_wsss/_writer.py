@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_wsss.colors import IGNORE
+from napari_wsss.conventions import IGNORE, IGNORE_PAINTED, layer_to_class
+from napari_wsss.io import TIFF_SUFFIXES
 from napari_wsss.maskio import write_mask_file
-from napari_wsss.store import IGNORE_PAINTED
 
 __all__ = ["write_labels"]
 
-_TIFF = (".tif", ".tiff")
 
 
 def _classes_info(data_classes: np.ndarray, meta: dict) -> tuple[int, int | None]:
@@ -49,11 +48,9 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     list of str
         The written path.
     """
-    from napari_wsss._qt._labels import layer_to_class
-
     path = Path(path)
     ext = path.suffix.lower()
-    if ext not in (".png", *_TIFF):
+    if ext not in (".png", *TIFF_SUFFIXES):
         raise ValueError(f"{path}: cannot write labels as {ext!r}; use .png, .tif or .tiff")
     arr = np.asarray(data)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and ext == ".png"):

@@ -14,30 +14,31 @@ __all__ = ["main", "build_parser"]
 def _pipeline_config(args):
     from .pipeline import PipelineConfig
 
-    kw = dict(method=args.method, refine=tuple(s for s in args.refine.split(",") if s),
+    kw = dict(method=args.method, refine=[s for s in args.refine.split(",") if s],
               cam_threshold=args.threshold)
     if args.scales:
-        kw["scales"] = tuple(float(s) for s in args.scales.split(","))
+        kw["scales"] = [float(s) for s in args.scales.split(",")]
     if args.no_flip:
         kw["flip"] = False
     if args.max_side is not None:
         kw["max_side"] = args.max_side or None
-    return PipelineConfig(**kw)
+    return PipelineConfig.from_dict(kw)
 
 
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     from .cams import METHODS
+    from .conventions import REFINE_STAGES, STAGES
     from .pipeline import EXPLAINER, PipelineConfig
 
     p.add_argument("--method", default="cam", choices=sorted((*METHODS, EXPLAINER)),
                    help="CAM method, or 'explainer': the trained Explainer's masks as class maps "
                         "(default: cam)")
     p.add_argument("--refine", default=",".join(PipelineConfig().refine),
-                   help="comma-separated refinement stages: crf, rw, segmenter, explainer (default: "
-                        "all; segmenter / explainer only where one is trained)")
+                   help=f"comma-separated refinement stages: {', '.join(REFINE_STAGES)} (default: all; "
+                        f"{' / '.join(s.name for s in STAGES.values() if s.model)} only where one is trained)")
     p.add_argument("--scales", default=None, help="TTA scales, e.g. 1,0.5,1.5,2 (default)")
     p.add_argument("--no-flip", action="store_true", help="no horizontal-flip TTA")
-    p.add_argument("--threshold", type=float, default=0.25,
+    p.add_argument("--threshold", type=float, default=PipelineConfig().cam_threshold,
                    help="background threshold on normalised CAMs (background projects)")
     p.add_argument("--max-side", type=int, default=None, help="resize long side for inference (0 = never)")
 
@@ -71,8 +72,8 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_prelabel(args) -> int:
-    from .pipeline import Pipeline, checkpoint_version, prelabel
-    from .store import Project
+    from .pipeline import Pipeline, prelabel
+    from .store import Project, checkpoint_version
 
     rank, world = _distributed()
     project_path = Path(args.project)
@@ -87,7 +88,7 @@ def cmd_prelabel(args) -> int:
     project = Project.open(project_path)
     config = _pipeline_config(args)
     if args.checkpoint:
-        from trainer import load_classifier
+        from .models import load_classifier
 
         model = load_classifier(args.checkpoint, args.device, classes=project.classes)
         pipe = Pipeline(model, project.classes, project.background, config,
@@ -160,6 +161,8 @@ def cmd_open(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .export import EXPORT_FORMATS, EXPORT_SOURCES, FALLBACK_ORDER
+
     parser = argparse.ArgumentParser(
         prog="napari-wsss",
         description="Turn image-level labels into pixel masks: CAMs, dense CRF, random walk, "
@@ -200,8 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write masks as PNG / TIFF / OME-Zarr labels")
     p.add_argument("project")
     p.add_argument("--source", default="corrected",
-                   help="corrected (default), segmenter, rw, crf, cam or explainer")
-    p.add_argument("--format", default="png", choices=["png", "tif", "ome-zarr"])
+                   help=f"corrected (default: the corrections, gaps filled from {', '.join(FALLBACK_ORDER)}) "
+                        f"or a proposal stage: {', '.join(EXPORT_SOURCES[1:])}")
+    p.add_argument("--format", default="png", choices=list(EXPORT_FORMATS),
+                   help="; ".join(f"{f.name}: {f.description}" for f in EXPORT_FORMATS.values()))
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--include-skipped", action="store_true", help="also export images marked skipped")
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["IGNORE", "voc_palette", "class_colors", "class_color", "mask_palette"]
+from .conventions import IGNORE, IGNORE_LAYER, MAX_CLASSES
 
-IGNORE = 255
-"""Mask value for ignore / unlabeled / void pixels."""
+__all__ = ["voc_palette", "class_colors", "class_color", "mask_palette", "labels_layer_colors"]
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -55,7 +54,7 @@ def class_colors(n_classes: int, *, background: int | None = None) -> np.ndarray
     Parameters
     ----------
     n_classes : int
-        Number of classes ``C`` (at most 255; ``255`` is the ignore value).
+        Number of classes ``C`` (at most ``MAX_CLASSES`` = 254; 254 and 255 are the ignore values).
     background : int or None
         ``Project.background``: ``0`` when class 0 is background, else ``None``.
 
@@ -63,10 +62,10 @@ def class_colors(n_classes: int, *, background: int | None = None) -> np.ndarray
     -------
     ndarray, shape (C, 3), uint8
     """
-    if not 0 <= n_classes <= 254 + (background is not None):
+    if not 0 <= n_classes <= MAX_CLASSES:
         raise ValueError(
-            f"class_colors: n_classes must be in 0..{254 + (background is not None)} "
-            f"(255 is the ignore value), got {n_classes}"
+            f"class_colors: n_classes must be in 0..{MAX_CLASSES} "
+            f"(254 and 255 are the ignore values), got {n_classes}"
         )
     if background not in (None, 0):
         raise ValueError(f"class_colors: background must be 0 or None, got {background!r}")
@@ -95,3 +94,18 @@ def mask_palette(n_classes: int, *, background: int | None = None) -> np.ndarray
     pal[:n_classes] = class_colors(n_classes, background=background)
     pal[IGNORE] = voc_palette(256)[IGNORE]
     return pal
+
+
+def labels_layer_colors(n_classes: int, *, background: int | None) -> dict:
+    """Colours of a napari Labels layer of this project, as napari's ``colormap`` dict.
+
+    Layer value ``c + 1`` (class ``c``, see ``napari_wsss.conventions.class_to_layer``) ->
+    its class colour, ``0`` (not painted) and ``None`` (any other value) transparent,
+    ``IGNORE_LAYER`` (painted "ignore") the VOC void colour. Plain RGBA tuples: napari
+    turns the dict into a ``DirectLabelColormap``, and this module stays free of napari.
+    """
+    transparent = (0.0, 0.0, 0.0, 0.0)
+    colors = {None: transparent, 0: transparent, IGNORE_LAYER: class_color(IGNORE)}
+    for c in range(n_classes):
+        colors[c + 1] = class_color(c, background=background)
+    return colors

@@ -26,11 +26,11 @@ from typing import Sequence
 
 import numpy as np
 
-from napari_wsss.colors import IGNORE
-from napari_wsss.export import FALLBACK_ORDER, _progress, fill_corrections, mask_relpath
+from napari_wsss.conventions import IGNORE, PROPOSAL_STAGES
+from napari_wsss.export import FALLBACK_ORDER, _progress, fill_corrections, mask_relpath, select_ids
 from napari_wsss.maskio import read_mask_file
 from napari_wsss.metrics import SegmentationScores, confusion_matrix, segmentation_scores
-from napari_wsss.store import MASK_STAGES, Project
+from napari_wsss.store import Project
 
 __all__ = [
     "EVAL_STAGES",
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 #: Stages :func:`evaluate_project` can score: mask stages, ``corrected``, ``cams`` (CAM priors).
-EVAL_STAGES = (*MASK_STAGES, "corrected", "cams")
+EVAL_STAGES = (*PROPOSAL_STAGES, "corrected", "cams")
 #: Background thresholds swept for CAM priors: 0.05, 0.10, ..., 0.95.
 DEFAULT_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: Ground-truth file extensions tried, in order, for ``gt_dir/<id><ext>``.
@@ -357,15 +357,21 @@ def evaluate_project(
     thresholds = _check_thresholds(thresholds)
     if isinstance(cam_methods, str):
         cam_methods = [cam_methods]
-    if ids is None:
-        ids = project.image_ids()
-    else:
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        unknown = [i for i in ids if i not in project]
-        if unknown:
-            raise KeyError(f"image id(s) not in project {project.path}: {unknown}")
-    c, background = len(project.classes), project.background
-    report = EvaluationReport(classes=list(project.classes), background=background, gt_dir=gt_dir)
+    ids = select_ids(project, ids)
+    report = EvaluationReport(classes=list(project.classes), background=project.background, gt_dir=gt_dir)
+    todo = _ground_truth_files(gt_dir, ids, report)
+    scores = _Scores(project, stages, thresholds)
+    for image_id, path in _progress(todo, progress, "evaluate"):
+        gt = _read_gt(path, project.image_shape(image_id), image_id, len(project.classes))
+        scores.add(project, project.load(image_id), gt, fallback=fallback, cam_methods=cam_methods)
+        report.evaluated.append(image_id)
+    scores.report_to(report, explicit=explicit, cam_methods=cam_methods)
+    return report
+
+
+def _ground_truth_files(gt_dir: Path, ids: list[str], report: EvaluationReport) -> list[tuple[str, Path]]:
+    """``(image id, ground-truth file)`` of the images that have one; records (and warns
+    about) the others; error when none has one."""
     gt_files = {i: _find_gt(gt_dir, i) for i in ids}
     report.missing_gt = [i for i, p in gt_files.items() if p is None]
     if ids and len(report.missing_gt) == len(ids):
@@ -375,42 +381,54 @@ def evaluate_project(
         shown = ", ".join(report.missing_gt[:20]) + (
             f" (+{len(report.missing_gt) - 20} more)" if len(report.missing_gt) > 20 else "")
         warnings.warn(f"{gt_dir}: no ground truth for {len(report.missing_gt)} image(s): {shown}; "
-                      f"evaluating the other {len(ids) - len(report.missing_gt)}", stacklevel=2)
-    conf = {s: np.zeros((c, c + 1), np.int64) for s in stages if s != "cams"}
-    counts = dict.fromkeys(conf, 0)
-    cam_acc: dict[str, _CamAccumulator] = {}
-    todo = [(i, p) for i, p in gt_files.items() if p is not None]
-    for image_id, path in _progress(todo, progress, "evaluate"):
-        gt = _read_gt(path, project.image_shape(image_id), image_id, c)
-        rec = project.load(image_id)
-        report.evaluated.append(image_id)
-        for stage in conf:
-            if stage == "corrected":
-                if rec.status.status == "skipped" or not (rec.corrections != IGNORE).any():
-                    continue
-                mask, _ = fill_corrections(rec.corrections, rec.masks, fallback=fallback)
-            elif stage in rec.masks:
-                mask = rec.masks[stage]
-            else:
-                continue
-            conf[stage] += confusion_matrix(mask, gt, c)
-            counts[stage] += 1
-        if "cams" in stages:
-            for method in rec.cam_methods if cam_methods is None else cam_methods:
-                got = project.read_cams(image_id, method) if method in rec.cam_methods else None
-                if got is None:
-                    continue
-                acc = cam_acc.setdefault(method, _CamAccumulator(method, background, c, thresholds))
+                      f"evaluating the other {len(ids) - len(report.missing_gt)}", stacklevel=3)
+    return [(i, p) for i, p in gt_files.items() if p is not None]
+
+
+def _stage_mask(rec, stage: str, fallback) -> np.ndarray | None:
+    """The mask ``stage`` scores on one image, None where the image has none."""
+    if stage == "corrected":
+        if rec.status.status == "skipped" or not (rec.corrections != IGNORE).any():
+            return None
+        return fill_corrections(rec.corrections, rec.masks, fallback=fallback)[0]
+    return rec.masks.get(stage)
+
+
+class _Scores:
+    """Confusion matrices per stage and CAM sweeps per method, summed image by image."""
+
+    def __init__(self, project, stages, thresholds):
+        c = len(project.classes)
+        self.num_classes, self.background, self.thresholds = c, project.background, thresholds
+        self.with_cams = "cams" in stages
+        self.conf = {s: np.zeros((c, c + 1), np.int64) for s in stages if s != "cams"}
+        self.counts = dict.fromkeys(self.conf, 0)
+        self.cams: dict[str, _CamAccumulator] = {}
+
+    def add(self, project, rec, gt: np.ndarray, *, fallback, cam_methods) -> None:
+        for stage in self.conf:
+            mask = _stage_mask(rec, stage, fallback)
+            if mask is not None:
+                self.conf[stage] += confusion_matrix(mask, gt, self.num_classes)
+                self.counts[stage] += 1
+        if not self.with_cams:
+            return
+        for method in rec.cam_methods if cam_methods is None else cam_methods:
+            got = project.read_cams(rec.image_id, method) if method in rec.cam_methods else None
+            if got is not None:
+                acc = self.cams.setdefault(method, _CamAccumulator(method, self.background, self.num_classes,
+                                                                   self.thresholds))
                 acc.add(got[0], got[1], gt)
-    for stage, n in counts.items():
-        if n:
-            report.stages[stage] = StageResult(stage, n, conf[stage], segmentation_scores(conf[stage]))
-        elif explicit:
-            report.notes.append(f"stage {stage!r}: none of the {len(report.evaluated)} evaluated "
-                                "image(s) has it")
-    for method in cam_acc if cam_methods is None else cam_methods:
-        if method in cam_acc:
-            report.cams[method] = cam_acc[method].result()
-        else:
-            report.notes.append(f"CAMs {method!r}: none of the evaluated image(s) has them")
-    return report
+
+    def report_to(self, report: EvaluationReport, *, explicit: bool, cam_methods) -> None:
+        for stage, n in self.counts.items():
+            if n:
+                report.stages[stage] = StageResult(stage, n, self.conf[stage], segmentation_scores(self.conf[stage]))
+            elif explicit:
+                report.notes.append(f"stage {stage!r}: none of the {len(report.evaluated)} evaluated "
+                                    "image(s) has it")
+        for method in self.cams if cam_methods is None else cam_methods:
+            if method in self.cams:
+                report.cams[method] = self.cams[method].result()
+            else:
+                report.notes.append(f"CAMs {method!r}: none of the evaluated image(s) has them")

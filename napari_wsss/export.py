@@ -17,20 +17,22 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from napari_wsss.colors import IGNORE, class_colors, voc_palette
+from napari_wsss.atomic import atomic_write_text
+from napari_wsss.colors import class_colors, voc_palette
+from napari_wsss.conventions import IGNORE, PROPOSAL_STAGES, STAGES
 from napari_wsss.maskio import write_mask_file, write_ome_zarr
-from napari_wsss.store import MASK_STAGES, Project, split_corrections
+from napari_wsss.store import Project, split_corrections
 
 __all__ = [
     "EXPORT_FORMATS",
+    "ExportFormat",
     "EXPORT_SOURCES",
     "FALLBACK_ORDER",
     "ExportReport",
@@ -40,14 +42,51 @@ __all__ = [
     "classes_metadata",
 ]
 
-#: Output formats of :func:`export_project`.
-EXPORT_FORMATS = ("png", "tif", "ome-zarr")
-#: Mask sources: the filled corrections or any stored proposal stage.
-EXPORT_SOURCES = ("corrected", *MASK_STAGES)
-#: Default order in which proposals fill pixels the annotator left unlabeled.
-FALLBACK_ORDER = ("segmenter", "rw", "crf", "cam")
 
-_SUFFIX = {"png": ".png", "tif": ".tif", "ome-zarr": ".ome.zarr"}
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One output format of :func:`export_project` (a registry entry of `EXPORT_FORMATS`).
+
+    Attributes
+    ----------
+    name : str
+        What ``format=`` / ``--format`` / the panel's list take.
+    suffix : str
+        Appended to the mask's relative path (:func:`mask_relpath`).
+    description : str
+        One line for help texts and tooltips.
+    write : callable
+        ``write(path, mask, *, image, image_id, source, classes, background)`` writes one
+        image's mask (``(H, W)`` uint8, 255 = void) atomically.
+    """
+
+    name: str
+    suffix: str
+    description: str
+    write: Callable[..., object]
+
+
+def _write_indexed(path, mask, *, image, image_id, source, classes, background):
+    write_mask_file(path, mask, n_classes=len(classes), background=background)
+
+
+def _write_ome(path, mask, *, image, image_id, source, classes, background):
+    write_ome_zarr(path, image, mask, name=source, classes=classes, background=background, image_id=image_id)
+
+
+#: Output formats of :func:`export_project` by name (a new format is one entry here).
+EXPORT_FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("png", ".png", "indexed PNG with the class palette", _write_indexed),
+    ExportFormat("tif", ".tif", "palette TIFF (uint8, the same values)", _write_indexed),
+    ExportFormat("ome-zarr", ".ome.zarr", "OME-Zarr: the image with labels/<source>, class names and "
+                 "colours in image-label", _write_ome),
+)}
+#: Mask sources: the filled corrections or any stored proposal stage.
+EXPORT_SOURCES = ("corrected", *PROPOSAL_STAGES)
+#: Default order in which proposals fill pixels the annotator left unlabeled.
+FALLBACK_ORDER = tuple(reversed([name for name, stage in STAGES.items() if stage.fallback]))
+
 _BAD_PART = re.compile(r'[\\:*?"<>|\x00-\x1f]')
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -198,19 +237,23 @@ def _check_options(project, source, format, fallback, ids):
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; valid: {', '.join(EXPORT_FORMATS)}")
     fallback = tuple(fallback)
-    bad = [s for s in fallback if s not in MASK_STAGES]
+    bad = [s for s in fallback if s not in PROPOSAL_STAGES]
     if bad:
-        raise ValueError(f"unknown fallback stage(s) {bad}; valid: {', '.join(MASK_STAGES)}")
+        raise ValueError(f"unknown fallback stage(s) {bad}; valid: {', '.join(PROPOSAL_STAGES)}")
     if len(set(fallback)) != len(fallback):
         raise ValueError(f"fallback lists a stage twice: {list(fallback)}")
-    all_ids = project.image_ids()
+    return fallback, select_ids(project, ids)
+
+
+def select_ids(project, ids) -> list[str]:
+    """``ids`` as a list (all of the project's by default); unknown ids raise KeyError naming them."""
     if ids is None:
-        return fallback, all_ids
+        return project.image_ids()
     ids = [ids] if isinstance(ids, str) else list(ids)
     unknown = [i for i in ids if i not in project]
     if unknown:
         raise KeyError(f"image id(s) not in project {project.path}: {unknown}")
-    return fallback, ids
+    return ids
 
 
 def _open(project) -> Project:
@@ -271,10 +314,11 @@ def export_project(
     source : str
         ``"corrected"`` (corrections, gaps filled from ``fallback``) or a proposal stage
         (``"cam"``, ``"crf"``, ``"rw"``, ``"segmenter"``, ``"explainer"``).
-    format : {"png", "tif", "ome-zarr"}
-        Indexed PNG with the class palette; palette TIFF (uint8, same values); or an
-        OME-Zarr image (the project image) with ``labels/<source>``: same values, class
-        names in ``image-label.properties`` and colours in ``image-label.colors``.
+    format : str
+        An `EXPORT_FORMATS` name: ``"png"`` indexed PNG with the class palette; ``"tif"``
+        palette TIFF (uint8, same values); ``"ome-zarr"`` an OME-Zarr image (the project
+        image) with ``labels/<source>``: same values, class names in
+        ``image-label.properties`` and colours in ``image-label.colors``.
     ids : sequence of str, optional
         Images to export (default: all, in project order).
     fallback : sequence of str
@@ -298,7 +342,6 @@ def export_project(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ExportReport(out_dir=out_dir, source=source, format=format)
-    n_classes, background = len(project.classes), project.background
     relpaths = _relpaths(ids)
     entries = {}
     for image_id in _progress(ids, progress):
@@ -306,40 +349,52 @@ def export_project(
         if rec.status.status == "skipped" and not include_skipped:
             report.skipped.append(image_id)
             continue
-        mask, pixels, why = _image_mask(rec, source, fallback)
-        if mask is None:
-            report.missing[image_id] = why
-            continue
-        path = out_dir / (relpaths[image_id] + _SUFFIX[format])
-        if format == "ome-zarr":
-            write_ome_zarr(path, rec.image, mask, name=source, classes=project.classes,
-                           background=background, image_id=image_id)
-        else:
-            write_mask_file(path, mask, n_classes=n_classes, background=background)
-        report.files[image_id] = path
-        report.pixels[image_id] = pixels
-        entries[image_id] = {
-            "file": path.relative_to(out_dir).as_posix(),
-            "status": rec.status.status,
-            "pixels": pixels,
-            "model_versions": _model_versions(project, image_id, pixels),
-        }
-    _write_classes(out_dir, project.classes, background)
-    report.metadata = _write_json(out_dir / "export.json", {
+        entry = _export_image(project, rec, out_dir / (relpaths[image_id] + EXPORT_FORMATS[format].suffix),
+                              source=source, format=format, fallback=fallback, report=report)
+        if entry is not None:
+            entries[image_id] = entry
+    _write_classes(out_dir, project.classes, project.background)
+    report.metadata = _write_metadata(project, out_dir, report, entries, fallback=fallback,
+                                      include_skipped=include_skipped)
+    return report
+
+
+def _export_image(project, rec, path: Path, *, source, format, fallback, report: ExportReport) -> dict | None:
+    """Write one image's mask to ``path``; its ``export.json`` entry (None: nothing to write,
+    the reason recorded in ``report.missing``)."""
+    mask, pixels, why = _image_mask(rec, source, fallback)
+    if mask is None:
+        report.missing[rec.image_id] = why
+        return None
+    EXPORT_FORMATS[format].write(path, mask, image=rec.image, image_id=rec.image_id, source=source,
+                                 classes=project.classes, background=project.background)
+    report.files[rec.image_id] = path
+    report.pixels[rec.image_id] = pixels
+    return {
+        "file": path.relative_to(report.out_dir).as_posix(),
+        "status": rec.status.status,
+        "pixels": pixels,
+        "model_versions": _model_versions(project, rec.image_id, pixels),
+    }
+
+
+def _write_metadata(project, out_dir: Path, report: ExportReport, entries: dict, *, fallback,
+                    include_skipped: bool) -> Path:
+    """``export.json``: what was exported from where, per image and in total."""
+    return _write_json(out_dir / "export.json", {
         "napari_wsss_export": 1,
         "project": str(project.path),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": source,
-        "format": format,
-        "fallback": list(fallback) if source == "corrected" else [],
+        "source": report.source,
+        "format": report.format,
+        "fallback": list(fallback) if report.source == "corrected" else [],
         "include_skipped": include_skipped,
-        **classes_metadata(project.classes, background),
+        **classes_metadata(project.classes, project.background),
         "images": entries,
         "totals": report.totals(),
         "missing": dict(report.missing),
         "skipped": list(report.skipped),
     })
-    return report
 
 
 def _progress(items, show, desc: str = "export"):
@@ -365,21 +420,16 @@ def _report_progress(items, report):
 def _model_versions(project, image_id, pixels) -> dict:
     out = {}
     for stage, n in pixels.items():
-        if stage in MASK_STAGES and n:
+        if stage in PROPOSAL_STAGES and n:
             info = project.array_info(image_id, f"mask/{stage}")
             out[stage] = None if info is None else info.model_version
     return out
 
 
 def _write_json(path: Path, data) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _write_classes(out_dir: Path, classes, background) -> None:
-    tmp = out_dir / f".classes.txt.{os.getpid()}.tmp"
-    tmp.write_text("".join(f"{c}\n" for c in classes), encoding="utf-8")
-    os.replace(tmp, out_dir / "classes.txt")
+    atomic_write_text(out_dir / "classes.txt", "".join(f"{c}\n" for c in classes))
     _write_json(out_dir / "classes.json", classes_metadata(classes, background))

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "read_image", "is_image_file"]
+__all__ = ["IMAGE_EXTENSIONS", "TIFF_SUFFIXES", "ImageReadError", "read_image", "is_image_file"]
 
 #: File name extensions ``read_image`` accepts (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_TIFF = (".tif", ".tiff")
+#: File suffixes read and written as TIFF (lower case).
+TIFF_SUFFIXES = (".tif", ".tiff")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -65,7 +66,7 @@ def read_image(path) -> np.ndarray:
         )
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
-    image = _read_tiff(path) if ext in _TIFF else _read_pillow(path)
+    image = _read_tiff(path) if ext in TIFF_SUFFIXES else _read_pillow(path)
     return _check_dims(path, image)
 
 

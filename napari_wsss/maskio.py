@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_wsss.colors import IGNORE, class_colors, mask_palette, voc_palette
+from napari_wsss.atomic import atomic_write
+from napari_wsss.colors import class_colors, mask_palette, voc_palette
+from napari_wsss.conventions import IGNORE
+from napari_wsss.io import TIFF_SUFFIXES
 
 __all__ = ["MASK_EXTENSIONS", "write_mask_file", "read_mask_file", "write_ome_zarr"]
 
 #: File extensions :func:`write_mask_file` and :func:`read_mask_file` handle.
-MASK_EXTENSIONS = (".png", ".tif", ".tiff")
-
-_TIFF = (".tif", ".tiff")
+MASK_EXTENSIONS = (".png", *TIFF_SUFFIXES)
 
 
 def _check_extension(path: Path) -> str:
@@ -31,18 +32,6 @@ def _check_extension(path: Path) -> str:
         raise ValueError(f"{path}: cannot handle masks as {ext or 'no extension'!r}; "
                          f"use {', '.join(MASK_EXTENSIONS)}")
     return ext
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_mask_file(path, mask, *, n_classes: int, background: int | None = None) -> Path:
@@ -88,12 +77,12 @@ def write_mask_file(path, mask, *, n_classes: int, background: int | None = None
 
         im = Image.fromarray(np.ascontiguousarray(arr))  # mode "L"; putpalette makes it "P"
         im.putpalette(palette.ravel().tolist())
-        _atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
+        atomic_write(path, lambda tmp: im.save(tmp, format="PNG"))
     else:
         import tifffile
 
         colormap = palette.T.astype(np.uint16) * 257  # (3, 256), 16-bit as TIFF wants
-        _atomic_write(path, lambda tmp: tifffile.imwrite(
+        atomic_write(path, lambda tmp: tifffile.imwrite(
             tmp, arr, photometric="palette", colormap=colormap, compression="zlib"))
     return path
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["IGNORE", "confusion_matrix", "SegmentationScores", "segmentation_scores"]
+from .conventions import IGNORE
 
-IGNORE = 255
+__all__ = ["IGNORE", "confusion_matrix", "SegmentationScores", "segmentation_scores"]
 
 
 def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:

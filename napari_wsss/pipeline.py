@@ -9,7 +9,6 @@ project, resumably, with progress and a report of the images that failed.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -19,117 +18,28 @@ import torch
 import torch.nn.functional as F
 
 from . import cams as cam_engine
-from .models import to_tensor
-from .refine.background import labels_from_scores, scores_with_background
-from .refine.crf import crf_refine
+from .conventions import STAGES
+from .device import resolve_device
+from .models import explainer_maps, load_affinity, load_classifier, load_explainer, load_segmenter
+from .pipeline_config import EXPLAINER, CRFOptions, PipelineConfig, RWOptions
+from .proposal_stages import StageWork
+from .refine.background import scores_with_background
+from .refine.crf import default_crf
 from .refine.random_walk import build_affinity, random_walk_refine
+from .store import checkpoint_version
+from .transforms import to_tensor
 
 __all__ = [
-    "STAGES",
-    "NO_BACKGROUND_CRF",
-    "default_crf",
+    "EXPLAINER",
+    "CRFOptions",
+    "RWOptions",
     "PipelineConfig",
     "Proposals",
     "Pipeline",
     "save_proposals",
-    "checkpoint_version",
     "prelabel",
     "PrelabelReport",
 ]
-
-#: Proposal stages in the order they are computed (each may use the previous one).
-STAGES = ("cam", "crf", "rw", "segmenter", "explainer")
-#: ``PipelineConfig.method`` that takes the class maps from the trained Explainer.
-EXPLAINER = "explainer"
-
-
-#: Dense-CRF kernels of projects without background (a softer appearance kernel).
-#: ``python bench/quality.py --tune-crf 60`` on 60 MSRC-v2 *training* images: mIoU 58.8 with
-#: these vs 56.2 with the literature's (PSA: ``bilateral_srgb=13, bilateral_compat=10``;
-#: CAMs alone 55.1). Background projects keep the literature's kernels: on the shapes
-#: sample (`napari-wsss demo`) they give CRF ~69 mIoU, these ~56.
-NO_BACKGROUND_CRF = {"bilateral_srgb": 5.0, "bilateral_compat": 4.0}
-
-
-def default_crf(background: int | None) -> dict:
-    """Default CRF kernels of a project kind: :data:`NO_BACKGROUND_CRF` without background,
-    ``crf_refine``'s own (the literature's) with one."""
-    return dict(NO_BACKGROUND_CRF) if background is None else {}
-
-
-@dataclass
-class PipelineConfig:
-    """Options of the proposal pipeline.
-
-    Attributes
-    ----------
-    method : str
-        A :data:`napari_wsss.cams.METHODS` name, or ``"explainer"``: the trained
-        Explainer's per-class sigmoid masks (one forward pass, no TTA, not normalised)
-        are the class maps that CRF and random walk refine.
-    scales, flip, merge
-        Test-time augmentation (:func:`napari_wsss.cams.compute_tta`); ``scales=(1.0,)``
-        and ``flip=False`` is a single pass.
-    refine : tuple of str
-        Refinement stages to run after ``cam``: any of ``"crf"``, ``"rw"``,
-        ``"segmenter"``, ``"explainer"`` (the last two only when the project has that
-        model trained).
-    cam_threshold : float
-        Background projects: pixels whose largest normalised CAM is below this are
-        background (the ``cam`` stage), and the background score of CRF and random walk.
-    crf : dict
-        Keyword arguments of :func:`napari_wsss.refine.crf.crf_refine` (kernel parameters,
-        ``n_iter``, ...) over the defaults: :func:`~napari_wsss.refine.crf.crf_refine`'s
-        (the literature's) for background projects, :data:`NO_BACKGROUND_CRF` (chosen on
-        training images, ``bench/quality.py --tune-crf``) for projects without.
-    rw : dict
-        ``radius``, ``beta``, ``t`` and ``stride`` (grid stride of the colour affinity when
-        no AffinityNet is trained) of the random walk.
-    rw_input : {"auto", "cam", "crf"}
-        What the random walk propagates: the CAM scores (as Ahn & Kwak do) or the CRF's
-        probabilities (when the CRF ran). ``"auto"``: CAMs without background
-        (``bench/quality.py --tune-rw 60``, 60 MSRC-v2 training images, trained AffinityNet:
-        CAM input 60.1 mIoU, CRF input 58.3, the CRF alone 58.8), the CRF with background, whose threshold background score is flat
-        (shapes sample, `napari-wsss demo`: CRF input ~67, CAM input ~34).
-    max_side : int or None
-        Inference resizes the image so its long side is at most this (masks come back
-        at full size).
-    min_side : int or None
-        Inference enlarges smaller images so their short side is at least this (match
-        the classifier's training scale: a 128 px image trained at 224 px crops).
-    explainer_threshold : float
-        Background projects: pixels where no label's Explainer mask exceeds this are
-        background in the ``explainer`` stage (the masks are sigmoids: 0.5).
-    """
-
-    method: str = "cam"
-    scales: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
-    flip: bool = True
-    merge: str = "sum"
-    refine: tuple[str, ...] = ("crf", "rw", "segmenter", "explainer")
-    cam_threshold: float = 0.25
-    crf: dict = field(default_factory=dict)
-    rw: dict = field(default_factory=lambda: {"radius": 5, "beta": 8.0, "t": 64, "stride": 4})
-    rw_input: str = "auto"
-    max_side: int | None = 512
-    min_side: int | None = None
-    explainer_threshold: float = 0.5
-
-    def __post_init__(self):
-        if self.method not in cam_engine.METHODS and self.method != EXPLAINER:
-            raise ValueError(f"unknown CAM method {self.method!r}; valid: "
-                             f"{', '.join((*cam_engine.METHODS, EXPLAINER))}")
-        bad = [s for s in self.refine if s not in STAGES[1:]]
-        if bad:
-            raise ValueError(f"unknown refinement stage(s) {bad}; valid: {', '.join(STAGES[1:])}")
-        if self.rw_input not in ("auto", "crf", "cam"):
-            raise ValueError(f"rw_input must be 'auto', 'crf' or 'cam', got {self.rw_input!r}")
-        self.scales = tuple(float(s) for s in self.scales)
-        self.refine = tuple(self.refine)
-
-    def replace(self, **changes) -> "PipelineConfig":
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass
 class Proposals:
@@ -207,9 +117,7 @@ class Pipeline:
     def from_project(cls, project, config: PipelineConfig | None = None, *, device=None) -> "Pipeline":
         """The project's latest trained models (classifier required; affinity, segmenter,
         explainer if any)."""
-        from trainer import load_classifier, load_segmenter  # checkpoint formats live with the trainer
-
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(device)
         path = project.latest_checkpoint("classifier")
         if path is None:
             raise FileNotFoundError(
@@ -219,15 +127,11 @@ class Pipeline:
         model = load_classifier(project, device)
         affinity = segmenter = None
         if project.latest_checkpoint("affinity") is not None:
-            from trainer.affinity import load_affinity
-
             affinity = load_affinity(project, device)
         if project.latest_checkpoint("segmenter") is not None:
             segmenter = load_segmenter(project, device)
         explainer = None
         if project.latest_checkpoint("explainer") is not None:
-            from trainer import load_explainer
-
             explainer = load_explainer(project, device)
         return cls(model, project.classes, project.background, config,
                    model_version=checkpoint_version(path), affinity=affinity, segmenter=segmenter,
@@ -266,7 +170,7 @@ class Pipeline:
             if size != (h, w):
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             targets = [[int(c) for c in labels[i]] for i in idx]
-            with torch.inference_mode(mode=cfg.method in ("cam", "scorecam")):
+            with torch.inference_mode(mode=not cam_engine.METHODS[cfg.method].needs_grad):
                 maps = cam_engine.compute_tta(self.model, x, targets, method=cfg.method, scales=cfg.scales,
                                               flip=cfg.flip, merge=cfg.merge)
                 maps = cam_engine.normalize(cam_engine.upsample(maps.detach(), (h, w))).float().cpu().numpy()
@@ -276,8 +180,6 @@ class Pipeline:
 
     def _explainer_maps(self, image: np.ndarray, labels: Sequence[int]) -> np.ndarray:
         """The Explainer's sigmoid masks ``(K, H, W)`` of ``labels`` at image size (one pass)."""
-        from trainer.explainer import explainer_maps
-
         h, w = image.shape[:2]
         labels = [int(c) for c in labels]
         if not labels:
@@ -323,35 +225,24 @@ class Pipeline:
             return self.config.rw_input
         return "cam" if self.background is None else "crf"
 
+    def has_model(self, stage: str) -> bool:
+        """Whether the model a proposal stage needs (``STAGES[stage].model``) is loaded."""
+        model = STAGES[stage].model
+        return model is None or getattr(self, model) is not None
+
     def _proposals(self, image: np.ndarray, labels: np.ndarray, cams: np.ndarray,
                    note: Callable[[str], None]) -> Proposals:
         cfg = self.config
-        bg_kw = dict(background=self.background, bg_method="threshold", threshold=cfg.cam_threshold)
         scores, cls = scores_with_background(cams, labels, background=self.background,
                                              method="threshold", threshold=cfg.cam_threshold)
-        masks = {"cam": labels_from_scores(scores, cls)}
-        walk_from = scores
-        if "crf" in cfg.refine:
-            note("crf")
-            res = crf_refine(image, cams, labels, **bg_kw, **self.crf_kwargs)
-            masks["crf"] = res.mask
-            if self.rw_input == "crf":
-                walk_from = res.scores
-        if "rw" in cfg.refine:
-            note("rw")
-            masks["rw"] = self._random_walk(image, walk_from, cls)
-        if "segmenter" in cfg.refine and self.segmenter is not None:
-            note("segmenter")
-            from trainer import predict_segmenter
-
-            masks["segmenter"] = predict_segmenter(self.segmenter, image, labels=labels.tolist(),
-                                                   background=self.background)
-        if "explainer" in cfg.refine and self.explainer is not None:
-            note("explainer")
-            maps = cams if cfg.method == EXPLAINER else self._explainer_maps(image, labels)
-            masks["explainer"] = labels_from_scores(*scores_with_background(
-                maps, labels, background=self.background, method="threshold",
-                threshold=cfg.explainer_threshold))
+        work = StageWork(image, labels, cams, scores, cls)
+        masks = {}
+        for name, stage in STAGES.items():  # registry order: each may use the previous ones
+            if name != "cam" and (name not in cfg.refine or not self.has_model(name)):
+                continue
+            if name != "cam":
+                note(name)
+            masks[name] = stage.load()(self, work)
         return Proposals(cams, labels, masks, self.model_version, cfg.method)
 
     def _random_walk(self, image: np.ndarray, scores: np.ndarray, cls: np.ndarray) -> np.ndarray:
@@ -366,14 +257,6 @@ class Pipeline:
             graph = build_affinity(image, shape=grid, radius=radius)
         # Scores already hold the background slice (if any): walk them as they are.
         return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw).mask
-
-
-def checkpoint_version(path) -> str:
-    """The version id of a checkpoint file: its project node name (``classifier-0003``) or file stem."""
-    from pathlib import Path
-
-    path = Path(path)
-    return path.parent.name if path.name == "checkpoint.pt" else path.stem
 
 
 def save_proposals(project, image_id: str, proposals: Proposals, *, status: bool = True) -> None:
@@ -407,8 +290,7 @@ def _is_done(project, image_id: str, pipeline: Pipeline) -> bool:
     st = project.status(image_id)
     if st.status == "new" or st.model_version != pipeline.model_version:
         return False
-    wanted = {"cam", *pipeline.config.refine} - ({"segmenter"} if pipeline.segmenter is None else set())
-    wanted -= {"explainer"} if pipeline.explainer is None else set()
+    wanted = {s for s in ("cam", *pipeline.config.refine) if pipeline.has_model(s)}
     return wanted <= set(project.mask_stages(image_id))
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from napari_wsss.colors import IGNORE, class_color, class_colors, mask_palette, voc_palette
+from napari_wsss.conventions import IGNORE
+from napari_wsss.colors import class_color, class_colors, mask_palette, voc_palette
 
 
 def test_voc_palette_known_entries():

@@ -85,6 +85,33 @@ def test_unknown_method_and_stage_are_named():
         PipelineConfig(refine=("crf", "snake"))
 
 
+def test_config_options_are_typed_and_checked_before_any_image():
+    with pytest.raises(ValueError, match=r"unknown pipeline option\(s\) \['treshold'\]; valid: method, .*cam_threshold"):
+        PipelineConfig.from_dict({"treshold": 0.3})
+    with pytest.raises(ValueError, match=r"unknown crf option\(s\) \['n_iters'\]; valid: n_iter, "):
+        PipelineConfig(crf={"n_iters": 5})
+    with pytest.raises(ValueError, match="rw option 't' must be an integer, got 2.5"):
+        PipelineConfig.from_dict({"rw": {"t": 2.5}})
+    with pytest.raises(ValueError, match="cam_threshold must be a number in"):
+        PipelineConfig(cam_threshold="0.3")
+    cfg = PipelineConfig.from_dict({"scales": [1, 0.5], "refine": ["crf"], "crf": {"n_iter": 3},
+                                    "rw": {"beta": 4}})
+    assert cfg.scales == (1.0, 0.5) and cfg.refine == ("crf",)
+    assert dict(cfg.crf) == {"n_iter": 3}  # only what was set: the rest is the project kind's default
+    assert dict(cfg.rw) == {"radius": 5, "beta": 4.0, "t": 64, "stride": 4}
+    assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_crf_options_go_over_the_project_kinds_defaults():
+    from napari_wsss.refine.crf import NO_BACKGROUND_CRF
+
+    cfg = PipelineConfig(crf={"n_iter": 3, "bilateral_srgb": 7})
+    no_bg = Pipeline(colour_classifier(), ["grey", "red", "blue"], None, cfg, model_version="toy")
+    with_bg = Pipeline(colour_classifier(), ["background", "red", "blue"], 0, cfg, model_version="toy")
+    assert no_bg.crf_kwargs == {**NO_BACKGROUND_CRF, "n_iter": 3, "bilateral_srgb": 7.0}
+    assert with_bg.crf_kwargs == {"n_iter": 3, "bilateral_srgb": 7.0}
+
+
 def _toy_project(tmp_path, n=4):
     project = Project.create(tmp_path / "p.zarr", ["red", "blue"], background=True)
     for i in range(n):

@@ -126,3 +126,18 @@ def test_written_png_reads_back_through_the_store_convention(tmp_path, project):
     data, kw, _ = next(layer for layer in layers if layer[1]["name"] == "first rw")
     write_labels(str(tmp_path / "rw.png"), data, kw)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "rw.png")), mask)
+
+
+def test_reader_colours_build_a_napari_labels_layer(project):
+    """The reader's plain colour dict (no napari import in the reader) becomes napari's
+    direct colour map: layer value c + 1 -> VOC entry c (background project), 0 clear."""
+    from napari.layers import Labels
+
+    project.write_mask("first", "crf", np.array([[0, 1, 2, 255, 0]] * 6, np.uint8), model_version="v")
+    (_, *labels) = napari_get_reader(str(project.path))(str(project.path))
+    data, kw, _ = next(x for x in labels if x[1]["name"] == "first crf")
+    layer = Labels(data, **kw)
+    rgba = layer.colormap.map(np.array([1, 2, 3, 0]))
+    # VOC palette entries 0, 1, 2: black, (128, 0, 0), (0, 128, 0); 0 is transparent
+    np.testing.assert_allclose(rgba[:3, :3], [[0, 0, 0], [128 / 255, 0, 0], [0, 128 / 255, 0]], atol=1e-6)
+    assert rgba[:3, 3].tolist() == [1.0, 1.0, 1.0] and rgba[3, 3] == 0.0

@@ -275,7 +275,7 @@ def test_checkpoints(project):
     assert torch.equal(project.load_checkpoint(v1)["model"]["w"], torch.arange(3.0))
     with pytest.raises(ValueError, match=r"differ from the project's \['background'"):
         project.save_checkpoint("classifier", {**state, "classes": ["a", "b"]})
-    with pytest.raises(ValueError, match="unknown checkpoint stage 'cls'; valid: classifier, affinity"):
+    with pytest.raises(ValueError, match="unknown checkpoint stage 'cls'; valid: classifier, explainer, affinity, segmenter"):
         project.save_checkpoint("cls", state)
     other = Project.create(project.path.parent / "o.zarr", ["x"], background=True)
     with pytest.raises(ValueError, match=r"trained on classes \['background', 'cat'.*has \['background', 'x'\]"):

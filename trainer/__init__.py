@@ -6,15 +6,25 @@ Public API::
     fit(source, stage, config, checkpoints=...) -> FitResult
     TrainConfig / load_config / save_config
     train_one_epoch(...) / evaluate(...)
-    load_classifier(project_or_checkpoint, device) -> Classifier
-    load_affinity(project_or_checkpoint, device) -> AffinityNet
-    load_segmenter(project_or_checkpoint, device); predict_segmenter(model, image) -> mask
-    load_explainer(project_or_checkpoint, device); predict_explainer(model, image) -> (K, H, W) masks
+    save_classifier(project, net) -> version
+
+Loading and prediction (``load_classifier``, ``load_affinity``, ``load_segmenter``,
+``predict_segmenter``, ``load_explainer``, ``predict_explainer``) live in
+``napari_wsss.models`` (inference never imports the trainer); they are re-exported here.
 """
 
-from .affinity import load_affinity
-from .checkpoint import CheckpointError, DirectoryCheckpoints
-from .classifier import load_classifier, save_classifier
+from napari_wsss.models import (
+    load_affinity,
+    load_classifier,
+    load_explainer,
+    load_segmenter,
+    predict_explainer,
+    predict_segmenter,
+)
+from napari_wsss.store import CheckpointError
+
+from .checkpoint import DirectoryCheckpoints
+from .classifier import save_classifier
 from .config import (
     AffinityConfig,
     ClassifierConfig,
@@ -26,10 +36,8 @@ from .config import (
     save_config,
 )
 from .data import MemorySource
-from .explainer import load_explainer, predict_explainer
 from .loop import evaluate, train_one_epoch
 from .run import FitResult, fit, train
-from .segmenter import load_segmenter, predict_segmenter
 from .stage import TrainingDataError
 
 __all__ = [

@@ -10,7 +10,7 @@ image / mask augmentation, are downsampled to the feature grid by majority vote
 radius with both ends labelled is a target (:func:`napari_wsss.refine.pair_targets`) of the
 paper's loss (:func:`napari_wsss.models.affinity.affinity_loss`). Training runs in the shared
 loop (:func:`trainer.run.fit`); the checkpoint carries ``AffinityNet.config`` so
-:func:`load_affinity` rebuilds the model.
+:func:`napari_wsss.models.load_affinity` rebuilds the model.
 """
 
 from __future__ import annotations
@@ -21,22 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_wsss.conventions import IGNORE
 from napari_wsss.models.affinity import AffinityNet, affinity_loss_terms, pair_affinity
-from napari_wsss.pipeline import default_crf
-from napari_wsss.refine import AffinityTargets, confident_labels, downsample_labels, pair_targets
+from napari_wsss.refine import AffinityTargets, default_crf, confident_labels, downsample_labels, pair_targets
 
-from .checkpoint import CheckpointError
 from .config import AffinityConfig
-from .data import IGNORE, Source, corrections, stage_datasets
+from .data import Source, corrections, stage_datasets
 from .distributed import batch_share
-from .stage import (
-    Stage,
-    TrainingDataError,
-    TrainingModule,
-    load_weights,
-    pick_device,
-    resolve_checkpoint,
-)
+from .stage import Stage, TrainingDataError, TrainingModule
 
 __all__ = [
     "AffinityModule",
@@ -45,7 +37,6 @@ __all__ = [
     "affinity_labels",
     "grid_pair_targets",
     "build_affinity_stage",
-    "load_affinity",
 ]
 
 
@@ -254,38 +245,3 @@ def build_affinity_stage(source: Source, cfg: AffinityConfig, train_ids, val_ids
         backbone=cfg.backbone, classes=classes, background=bg,
         extra={"cam_method": method, "checkpoint": {"model_config": net.config, "cam_method": method}},
     )
-
-
-def load_affinity(project_or_checkpoint, device=None, *, classes=None) -> AffinityNet:
-    """The trained AffinityNet of a project (latest checkpoint) or from a checkpoint file.
-
-    Parameters
-    ----------
-    project_or_checkpoint : Project, path to a project directory, or path to a ``.pt`` file
-    device : str or torch.device, optional
-        Default: CUDA when present, else CPU.
-    classes : list of str, optional
-        Expected class list (checked in any case against a project's).
-
-    Returns
-    -------
-    AffinityNet
-        Rebuilt from the checkpoint's ``model_config``, in eval mode on ``device``, with
-        ``classes`` and ``background`` attributes; use it with
-        ``napari_wsss.refine.build_affinity(image, model=net)``.
-
-    Raises
-    ------
-    FileNotFoundError, CheckpointError, ValueError
-        Missing/corrupted file, wrong stage, no model config, or a class list differing
-        from the project's.
-    """
-    state, path = resolve_checkpoint(project_or_checkpoint, "affinity", classes=classes)
-    config = state.get("model_config")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"checkpoint {path} lacks the AffinityNet config ('model_config')")
-    net = AffinityNet(**config, weights=None)
-    load_weights(net, state["model"], path=path)
-    net.classes = list(state["classes"])
-    net.background = state.get("background")
-    return net.to(pick_device(device)).eval()

@@ -6,26 +6,18 @@ import math
 
 import numpy as np
 import torch
-from torch.nn.utils import parametrize
 
-from napari_wsss.models import Classifier, get_spec
+from napari_wsss.conventions import IGNORE
+from napari_wsss.models import Classifier, apply_kernel_usage, get_spec, load_classifier
 
 from .config import ClassifierConfig
-from .data import IGNORE, Source, corrections, stage_datasets
-from .losses import ClassifierLoss, apply_kernel_usage, merge_tiles, tile_images
-from .stage import (
-    Stage,
-    TrainingDataError,
-    TrainingModule,
-    load_weights,
-    pick_device,
-    resolve_checkpoint,
-)
+from .data import Source, corrections, stage_datasets
+from .losses import ClassifierLoss, merge_tiles, tile_images
+from .stage import Stage, TrainingDataError, TrainingModule
 
 __all__ = [
     "ClassifierModule",
     "build_classifier_stage",
-    "load_classifier",
     "save_classifier",
     "MeanAveragePrecision",
 ]
@@ -179,37 +171,3 @@ def save_classifier(project, net: Classifier) -> str:
         model=net.state_dict(), epoch=0, step=0, config={}, classes=list(project.classes),
         background=project.background, backbone=net.backbone_name, stage="classifier",
     ))
-
-
-def load_classifier(project_or_checkpoint, device=None, *, classes=None) -> Classifier:
-    """The trained classifier of a project (latest checkpoint) or from a checkpoint file.
-
-    Parameters
-    ----------
-    project_or_checkpoint : Project, path to a project directory, or path to a ``.pt`` file
-    device : str or torch.device, optional
-        Default: CUDA when present, else CPU.
-    classes : list of str, optional
-        Expected class list (checked in any case against a project's).
-
-    Returns
-    -------
-    Classifier
-        In eval mode, on ``device``. KUR-trained heads are returned with the effective
-        weight ``alpha * W * softmax(W)`` baked in, so CAMs are ``head(features)`` as usual.
-
-    Raises
-    ------
-    FileNotFoundError, CheckpointError, ValueError
-        Missing/corrupted file, wrong stage, or a class list differing from the project's.
-    """
-    state, path = resolve_checkpoint(project_or_checkpoint, "classifier", classes=classes)
-    cfg = state["config"].get("classifier", {})
-    net = Classifier(state["backbone"], len(state["classes"]), weights=None)
-    if cfg.get("kur"):
-        apply_kernel_usage(net.head, alpha=cfg.get("kur_alpha", 1.0), background=state.get("background"))
-    load_weights(net, state["model"], path=path)
-    if cfg.get("kur"):
-        parametrize.remove_parametrizations(net.head, "weight", leave_parametrized=True)
-    net.classes = list(state["classes"])
-    return net.to(pick_device(device)).eval()

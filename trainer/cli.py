@@ -12,11 +12,13 @@ import os
 import subprocess
 import sys
 
+from napari_wsss.conventions import TRAINING_STAGES
+
 from .config import TrainConfig, apply_overrides, load_config
 
 __all__ = ["add_arguments", "run", "main", "build_config"]
 
-STAGE_CHOICES = ("classifier", "explainer", "affinity", "segmenter", "all")
+STAGE_CHOICES = (*TRAINING_STAGES, "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -48,7 +50,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         cfg.amp = args.amp
     if args.resume:
         cfg.resume = True
-    for name in ("classifier", "segmenter", "affinity", "explainer"):
+    for name in TRAINING_STAGES:
         st = cfg.stage(name)
         if args.epochs is not None:
             st.epochs = args.epochs

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from napari_wsss.conventions import TRAINING_STAGES
+
 __all__ = [
     "StageConfig",
     "ClassifierConfig",
@@ -316,9 +318,8 @@ class TrainConfig:
 
     def stage(self, name: str) -> StageConfig:
         """The section of stage ``name``; an unknown name lists the valid ones."""
-        if name not in ("classifier", "segmenter", "affinity", "explainer"):
-            raise ValueError(
-                f"unknown stage {name!r}; valid stages: affinity, classifier, explainer, segmenter")
+        if name not in TRAINING_STAGES:
+            raise ValueError(f"unknown stage {name!r}; valid stages: {', '.join(sorted(TRAINING_STAGES))}")
         return getattr(self, name)
 
 

@@ -25,13 +25,12 @@ from torch.utils.data import Dataset, DistributedSampler, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from napari_wsss.models.backbones import IMAGENET_MEAN
-from napari_wsss.models.transforms import to_rgb_float
+from napari_wsss.conventions import IGNORE
+from napari_wsss.transforms import IMAGENET_MEAN, to_rgb_float
 from napari_wsss.store import split_corrections
 
 __all__ = [
     "stage_datasets",
-    "IGNORE",
     "corrections",
     "Source",
     "MemorySource",
@@ -40,8 +39,6 @@ __all__ = [
     "ImageDataset",
     "EpochSampler",
 ]
-
-IGNORE = 255
 
 
 class Source(Protocol):

@@ -10,26 +10,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["Runtime", "setup_runtime", "choose_device", "choose_amp_dtype", "autocast", "teardown",
+from napari_wsss.device import choose_device
+
+__all__ = ["Runtime", "setup_runtime", "choose_amp_dtype", "autocast", "teardown",
            "sync_batchnorm", "batch_share"]
 
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def choose_device(name: str = "auto", *, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is present, else ``cpu``."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % torch.cuda.device_count())
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}; valid: 'auto', 'cpu', 'cuda', 'cuda:N'")
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return dev
 
 
 @dataclass

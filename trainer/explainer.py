@@ -1,7 +1,7 @@
 """Explainer stage: per-class sigmoid masks trained against the frozen project classifier.
 
 Stalder et al., "What You See is What You Classify: Black Box Attributions" (NeurIPS
-2022). The network is the segmenter's DeepLabV3+ (:func:`trainer.segmenter.build_segmenter`)
+2022). The network is the segmenter's DeepLabV3+ (:func:`napari_wsss.models.build_segmenter`)
 with one output channel per project class; the losses are
 :class:`napari_wsss.models.explainer.ExplainerLoss`. Only image-level labels are needed.
 """
@@ -10,27 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from napari_wsss.models import build_segmenter, load_classifier
 from napari_wsss.models.explainer import ExplainerLoss
-from napari_wsss.models.transforms import to_tensor
+from napari_wsss.store import checkpoint_version
 
-from .classifier import _classifier_targets, _trainable_ids, load_classifier
+from .classifier import _classifier_targets, _trainable_ids
 from .config import ExplainerConfig
 from .data import Source, stage_datasets
-from .segmenter import build_segmenter
-from .stage import Stage, TrainingDataError, TrainingModule, load_weights, pick_device, resolve_checkpoint
+from .stage import Stage, TrainingDataError, TrainingModule
 
 __all__ = [
     "ExplainerStageLoss",
     "ExplainerMetric",
     "build_explainer_stage",
-    "load_explainer",
-    "explainer_maps",
-    "predict_explainer",
 ]
 
 
@@ -88,8 +83,6 @@ def _frozen_classifier(source, cfg: ExplainerConfig, classes: list[str]) -> tupl
 
 def build_explainer_stage(source: Source, cfg: ExplainerConfig, train_ids, val_ids, *, seed=0):
     """Model, training module, loss, datasets and parameter groups of the explainer stage."""
-    from napari_wsss.pipeline import checkpoint_version
-
     classes = list(source.classes)
     bg = source.background
     classifier, path = _frozen_classifier(source, cfg, classes)
@@ -121,70 +114,3 @@ def build_explainer_stage(source: Source, cfg: ExplainerConfig, train_ids, val_i
         backbone=cfg.encoder, classes=classes, background=bg,
         extra={"checkpoint": {"classifier_version": checkpoint_version(Path(path))}},
     )
-
-
-def load_explainer(project_or_checkpoint, device=None, *, classes=None) -> nn.Module:
-    """The trained Explainer of a project (latest checkpoint) or from a checkpoint file.
-
-    Returns the DeepLabV3+ in eval mode on ``device`` with ``classes``, ``background`` and
-    ``classifier_version`` (the classifier it explains) attributes. Errors as
-    :func:`trainer.load_classifier`.
-    """
-    state, path = resolve_checkpoint(project_or_checkpoint, "explainer", classes=classes)
-    net = build_segmenter(state["backbone"], len(state["classes"]), weights=None)
-    load_weights(net, state["model"], path=path)
-    net.classes = list(state["classes"])
-    net.background = state.get("background")
-    net.classifier_version = state.get("classifier_version")
-    return net.to(pick_device(device)).eval()
-
-
-@torch.inference_mode()
-def explainer_maps(model: nn.Module, x: torch.Tensor, labels) -> torch.Tensor:
-    """Sigmoid masks of ``labels`` for a normalised image tensor.
-
-    Parameters
-    ----------
-    model : nn.Module
-        From :func:`load_explainer` (any ``(B, 3, H, W) -> (B, C, H, W)`` logits model).
-    x : Tensor, shape (1, 3, H, W)
-        ImageNet-normalised (:func:`napari_wsss.models.to_tensor`), on the model's device.
-    labels : sequence of int or None
-        Class indices; slot ``k`` of the result is ``labels[k]``. None: every output.
-
-    Returns
-    -------
-    Tensor, shape (K, H, W), float32, in ``[0, 1]``
-    """
-    h, w = x.shape[-2:]
-    # Pad to the encoder's stride with 0 = the mean colour, as the training crops are padded.
-    x = F.pad(x, (0, (-w) % 32, 0, (-h) % 32), value=0.0)
-    logits = model(x)[0, :, :h, :w].float()
-    if labels is None:
-        return torch.sigmoid(logits)
-    index = torch.as_tensor([int(c) for c in labels], dtype=torch.long, device=logits.device)
-    return torch.sigmoid(logits[index])
-
-
-def predict_explainer(model: nn.Module, image: np.ndarray, *, labels=None, device=None) -> np.ndarray:
-    """Per-class masks of one image in a single forward pass.
-
-    Parameters
-    ----------
-    model : nn.Module
-        From :func:`load_explainer`.
-    image : ndarray, shape (H, W[, C])
-        As stored.
-    labels : sequence of int, optional
-        Classes to return (default: all of the model's outputs).
-    device : optional
-        Default: the model's device.
-
-    Returns
-    -------
-    ndarray, shape (K, H, W), float32, in ``[0, 1]``
-    """
-    if device is None:
-        device = next(model.parameters()).device
-    x = to_tensor(image, device)
-    return explainer_maps(model, x, None if labels is None else list(labels)).cpu().numpy()

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from napari_wsss.models.transforms import normalize
+from napari_wsss.transforms import normalize
 
 from .distributed import autocast
 

@@ -16,7 +16,8 @@ References
   pixels.
 - Kernel Usage Regularisation (L. David et al., P-NOC code ``Conv2dKU``): the head
   weight ``W`` (classes x kernels) is used as ``alpha * W * softmax_c(W)``, the softmax
-  over classes, so each kernel is softly assigned to few classes.
+  over classes, so each kernel is softly assigned to few classes (a parametrisation of the
+  model: ``napari_wsss.models.classifier.apply_kernel_usage``, which loading also needs).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
-from .data import IGNORE
+from napari_wsss.conventions import IGNORE
 
 __all__ = [
     "multilabel_bce",
@@ -36,8 +36,6 @@ __all__ = [
     "tile_images",
     "merge_tiles",
     "puzzle_losses",
-    "KernelUsage",
-    "apply_kernel_usage",
     "ClassifierLoss",
     "erase_class",
     "choose_one_label",
@@ -131,31 +129,6 @@ def puzzle_losses(cams, merged_cams, targets, class_mask):
     y = (targets * class_mask.to(targets.dtype))[:, :, None, None]
     re = ((cams.float() - merged_cams.float()).abs() * y).mean()
     return p_cls, re
-
-
-class KernelUsage(nn.Module):
-    """Parametrisation ``W -> alpha * W * softmax(W, dim=0)`` over the given class rows."""
-
-    def __init__(self, alpha: float = 1.0, rows: list[int] | None = None):
-        super().__init__()
-        self.alpha = alpha
-        self.rows = None if rows is None else list(rows)
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        if self.rows is None:
-            return self.alpha * w * torch.softmax(w, dim=0)
-        idx = torch.as_tensor(self.rows, device=w.device)
-        sub = w.index_select(0, idx)
-        return w.index_copy(0, idx, self.alpha * sub * torch.softmax(sub, dim=0))
-
-
-def apply_kernel_usage(head: nn.Conv2d, *, alpha: float = 1.0, background: int | None = None):
-    """Register KUR on a classifier head; the background row (if any) is left out."""
-    rows = None
-    if background is not None:
-        rows = [i for i in range(head.out_channels) if i != background]
-    parametrize.register_parametrization(head, "weight", KernelUsage(alpha, rows))
-    return head
 
 
 def erase_class(images: torch.Tensor, cams: torch.Tensor, chosen: torch.Tensor, eps: float = 1e-5):

@@ -17,17 +17,20 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from .checkpoint import check_classes, read_checkpoint
+from napari_wsss.conventions import TRAINING_STAGES
+from napari_wsss.models import load_weights
+from napari_wsss.store import check_checkpoint_classes, read_checkpoint
+
 from .config import TrainConfig, config_to_dict, save_config
 from .data import EpochSampler, split_ids
 from .distributed import Runtime, setup_runtime, sync_batchnorm, teardown
 from .loop import ProgressLogger, evaluate, train_one_epoch
-from .stage import Stage, load_weights, open_project
+from .stage import Stage, open_project
 
 __all__ = ["fit", "train", "FitResult", "STAGES", "build_stage", "make_scheduler"]
 
 #: Stages in the order ``train(..., "all")`` runs them (the explainer needs only the classifier).
-STAGES = ("classifier", "explainer", "affinity", "segmenter")
+STAGES = TRAINING_STAGES
 
 
 @dataclass
@@ -150,7 +153,8 @@ def fit(source, stage: str, config: TrainConfig | None = None, *, checkpoints,
             teardown(rt)
 
 
-def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream) -> FitResult:
+def _build_on_device(source, stage, config, scfg, rt: Runtime) -> Stage:
+    """The stage's model, loss and datasets, the model on the run's device."""
     torch.manual_seed(config.seed)
     train_ids, val_ids = split_ids(source.image_ids(), scfg.val_fraction)
     st = build_stage(source, stage, config, train_ids, val_ids)
@@ -159,8 +163,11 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
         st.loss_fn.to(rt.device)
     if config.channels_last:
         st.model.to(memory_format=torch.channels_last)
-    opt = _make_optimizer(st.param_groups, scfg)
+    return st
 
+
+def _train_loader(st: Stage, config, scfg, rt: Runtime) -> tuple[DataLoader, EpochSampler, int]:
+    """The training loader (this process's share of each batch), its sampler, the per-process batch."""
     if scfg.batch_size % rt.world_size:
         raise ValueError(f"batch_size {scfg.batch_size} is not divisible by {rt.world_size} processes")
     n = len(st.train_set)
@@ -172,43 +179,64 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
         persistent_workers=config.num_workers > 0,
         generator=torch.Generator().manual_seed(config.seed),
     )
-    steps_per_epoch = len(loader)
-    total = scfg.epochs * steps_per_epoch
-    sched = make_scheduler(opt, scfg, total)
-    scaler = rt.make_scaler()
+    return loader, sampler, per_rank
 
-    epoch, step, skip = 0, 0, 0
-    if config.resume:
-        path = checkpoints.latest_checkpoint(stage)
-        if path is not None:
-            state = read_checkpoint(path, stage=stage, map_location=rt.device)
-            check_classes(state, st.classes, path=path, what=f"project {getattr(source, 'path', '')}")
-            load_weights(st.model, state["model"], path=path)
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            torch.set_rng_state(state["rng"].cpu())
-            if "cuda_rng" in state and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-            epoch, step, skip = state["epoch"], state["step"], state.get("batch_in_epoch", 0)
 
-    module = st.module
+def _resume(source, stage, st: Stage, opt, sched, scaler, checkpoints, rt: Runtime) -> tuple[int, int, int]:
+    """Restore the latest checkpoint of ``stage`` (weights, optimiser, scheduler, scaler, RNG);
+    ``(epoch, step, batch_in_epoch)`` to continue from, zeros when there is none."""
+    path = checkpoints.latest_checkpoint(stage)
+    if path is None:
+        return 0, 0, 0
+    state = read_checkpoint(path, stage=stage, map_location=rt.device)
+    check_checkpoint_classes(state, st.classes, path=path, what=f"project {getattr(source, 'path', '')}")
+    load_weights(st.model, state["model"], path=path)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"].cpu())
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    return state["epoch"], state["step"], state.get("batch_in_epoch", 0)
+
+
+def _wrap(module, config, rt: Runtime):
+    """The training module as the run executes it: SyncBatchNorm + DDP, ``torch.compile``."""
     if rt.distributed:
         module = sync_batchnorm(module, rt)
         ids = [rt.device.index] if rt.device.type == "cuda" else None
         module = DistributedDataParallel(module, device_ids=ids)
     if config.compile:
         module = torch.compile(module, backend=config.compile_backend)
+    return module
 
-    writer, run_dir = None, None
-    if rt.is_main:
-        run_dir = Path(log_dir) if log_dir is not None else (
-            Path(config.log_dir) if config.log_dir else _default_log_dir(source, stage))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir))
+def _open_log(source, stage, config, rt: Runtime, log_dir):
+    """``(TensorBoard writer, run folder)`` with the run's ``config.yaml``; ``(None, None)`` off rank 0."""
+    if not rt.is_main:
+        return None, None
+    run_dir = Path(log_dir) if log_dir is not None else (
+        Path(config.log_dir) if config.log_dir else _default_log_dir(source, stage))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run_dir)), run_dir
+
+
+def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream) -> FitResult:
+    st = _build_on_device(source, stage, config, scfg, rt)
+    opt = _make_optimizer(st.param_groups, scfg)
+    loader, sampler, per_rank = _train_loader(st, config, scfg, rt)
+    n = len(st.train_set)
+    steps_per_epoch = len(loader)
+    total = scfg.epochs * steps_per_epoch
+    sched = make_scheduler(opt, scfg, total)
+    scaler = rt.make_scaler()
+    epoch, step, skip = _resume(source, stage, st, opt, sched, scaler, checkpoints, rt) if config.resume \
+        else (0, 0, 0)
+    module = _wrap(st.module, config, rt)
+    writer, run_dir = _open_log(source, stage, config, rt, log_dir)
     logger = ProgressLogger(stage, total, epochs=scfg.epochs, writer=writer, stream=stream,
                             every=config.log_every, enabled=rt.is_main)
     result = FitResult(stage, epoch=epoch, step=step, log_dir=str(run_dir) if run_dir else None)

@@ -7,63 +7,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_wsss.conventions import IGNORE
 from napari_wsss.metrics import confusion_matrix, segmentation_scores
-from napari_wsss.models.transforms import to_tensor
+from napari_wsss.models.segmenter import build_segmenter
 
 from .config import SegmenterConfig
-from .data import IGNORE, Source, corrections, stage_datasets
+from .data import Source, corrections, stage_datasets
 from .distributed import batch_share
-from .stage import (
-    Stage,
-    TrainingDataError,
-    TrainingModule,
-    load_weights,
-    pick_device,
-    resolve_checkpoint,
-)
+from .stage import Stage, TrainingDataError, TrainingModule
 
 __all__ = [
-    "build_segmenter",
     "SegmenterModule",
     "SegmentationLoss",
     "build_segmenter_stage",
-    "load_segmenter",
-    "predict_segmenter",
     "MeanIoU",
 ]
-
-_TORCHVISION_ENCODERS = ("mobilenet_v2", "resnet18", "resnet34", "resnet50", "resnet101")
-
-
-def build_segmenter(encoder: str, num_classes: int, *, weights: str | None = None) -> nn.Module:
-    """DeepLabV3+ whose encoder gets torchvision's ImageNet weights (offline).
-
-    ``segmentation_models_pytorch`` downloads its own encoder weights, which fails
-    offline; its ``mobilenet_v2`` and ``resnet*`` encoders are torchvision models with
-    the classifier removed, so torchvision's state dict fits them key for key.
-    """
-    import segmentation_models_pytorch as smp
-
-    if weights is not None and encoder not in _TORCHVISION_ENCODERS:
-        raise ValueError(
-            f"encoder {encoder!r} cannot take torchvision weights; valid encoders: "
-            f"{', '.join(_TORCHVISION_ENCODERS)} (or weights=None)"
-        )
-    model = smp.DeepLabV3Plus(encoder_name=encoder, encoder_weights=None, classes=num_classes)
-    if weights is not None:
-        import torchvision.models as tvm
-
-        sd = tvm.get_model(encoder, weights=weights).state_dict()
-        sd = {k: v for k, v in sd.items() if not k.startswith(("classifier.", "fc."))}
-        own = model.encoder.state_dict()
-        if set(sd) != set(own):
-            raise ValueError(
-                f"torchvision {encoder} weights do not match the smp encoder: "
-                f"{sorted(set(sd) ^ set(own))[:5]}"
-            )
-        nn.Module.load_state_dict(model.encoder, sd, strict=True)
-    return model
-
 
 class SegmenterModule(TrainingModule):
     """``forward(x) -> logits (B, C, H, W)``; optionally freezes the encoder's BatchNorm."""
@@ -162,55 +120,3 @@ class MeanIoU:
     def compute(self) -> dict:
         s = segmentation_scores(self.conf)
         return {"mIoU": s.miou, "pixel_accuracy": s.pixel_accuracy}
-
-
-def load_segmenter(project_or_checkpoint, device=None, *, classes=None) -> nn.Module:
-    """The trained DeepLabV3+ of a project (latest checkpoint) or from a checkpoint file.
-
-    Returns the model in eval mode on ``device`` with a ``classes`` attribute. Errors as
-    :func:`trainer.load_classifier`.
-    """
-    state, path = resolve_checkpoint(project_or_checkpoint, "segmenter", classes=classes)
-    net = build_segmenter(state["backbone"], len(state["classes"]), weights=None)
-    load_weights(net, state["model"], path=path)
-    net.classes = list(state["classes"])
-    net.background = state.get("background")
-    return net.to(pick_device(device)).eval()
-
-
-@torch.inference_mode()
-def predict_segmenter(model: nn.Module, image: np.ndarray, *, labels=None, background=None,
-                      device=None) -> np.ndarray:
-    """Segment one image.
-
-    Parameters
-    ----------
-    model : nn.Module
-        From :func:`load_segmenter` (or any ``(B, 3, H, W) -> (B, C, H, W)`` model).
-    image : ndarray, shape (H, W[, C])
-        As stored (any dtype :func:`napari_wsss.models.to_rgb_float` takes).
-    labels : sequence of int, optional
-        Restrict the prediction to these classes (plus ``background`` if given, default
-        the model's ``background`` attribute).
-    device : optional
-        Default: the model's device.
-
-    Returns
-    -------
-    ndarray, shape (H, W), uint8
-    """
-    if device is None:
-        device = next(model.parameters()).device
-    x = to_tensor(image, device)
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % 32, (-w) % 32
-    x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    logits = model(x)[0, :, :h, :w].float()
-    if labels is not None:
-        keep = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
-        keep[torch.as_tensor(list(labels), dtype=torch.long, device=logits.device)] = True
-        bg = background if background is not None else getattr(model, "background", None)
-        if bg is not None:
-            keep[bg] = True
-        logits = logits.masked_fill(~keep[:, None, None], float("-inf"))
-    return logits.argmax(0).to(torch.uint8).cpu().numpy()

@@ -9,9 +9,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .checkpoint import check_classes, read_checkpoint
-
-__all__ = ["Stage", "TrainingModule", "freeze_batchnorm", "open_project", "resolve_checkpoint", "TrainingDataError"]
+__all__ = ["Stage", "TrainingModule", "freeze_batchnorm", "open_project", "TrainingDataError"]
 
 
 class TrainingDataError(ValueError):
@@ -92,53 +90,3 @@ def open_project(path: str | Path, mode: str = "r"):
     from napari_wsss.store import Project
 
     return Project.open(path, mode=mode)
-
-
-def resolve_checkpoint(project_or_checkpoint, stage: str, *, classes=None) -> tuple[dict, Path]:
-    """Read the checkpoint of ``stage`` from a project (its latest) or a checkpoint file.
-
-    A project argument is a ``Project`` or its directory; the checkpoint's class list
-    must equal the project's (and ``classes``, when given).
-    """
-    project = None
-    if isinstance(project_or_checkpoint, (str, Path)):
-        p = Path(project_or_checkpoint)
-        if p.is_dir():
-            project = open_project(p, "r")
-        elif not p.exists():
-            raise FileNotFoundError(f"no project or checkpoint file at {p}")
-        else:
-            path = p
-    else:
-        project = project_or_checkpoint
-    if project is not None:
-        path = project.latest_checkpoint(stage)
-        if path is None:
-            raise FileNotFoundError(
-                f"project {project.path} has no {stage} checkpoint; train one with "
-                f"`napari-wsss train {project.path} --stage {stage}`"
-            )
-    state = read_checkpoint(path, stage=stage)
-    if project is not None:
-        check_classes(state, project.classes, path=path, what=f"project {project.path}")
-    if classes is not None:
-        check_classes(state, list(classes), path=path, what="the caller")
-    return state, Path(path)
-
-
-def load_weights(model: nn.Module, state_dict: dict, *, path) -> None:
-    """``load_state_dict`` whose mismatch error names the checkpoint file."""
-    try:
-        model.load_state_dict(state_dict)
-    except (RuntimeError, KeyError) as e:
-        from .checkpoint import CheckpointError
-
-        raise CheckpointError(f"checkpoint {path} does not fit the model: {e}") from e
-
-
-def pick_device(device) -> torch.device:
-    from .distributed import choose_device
-
-    if device is None:
-        return choose_device("auto")
-    return device if isinstance(device, torch.device) else choose_device(str(device))

@@ -24,6 +24,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from napari_wsss.conventions import CAM_THRESHOLD, TRAINING_STAGES
+from napari_wsss.export import EXPORT_FORMATS
+
 __all__ = ["ProposalControls", "ReviewControls", "ModelControls", "PanelScrollArea",
            "cam_method_names"]
 
@@ -99,7 +102,7 @@ class ProposalControls(QGroupBox):
         self.use_crf.setToolTip("dense CRF (Kraehenbuehl & Koltun 2011)")
         self.use_rw.setToolTip("random walk (AffinityNet, Ahn & Kwak 2018; colour affinity "
                                "until an affinity model is trained)")
-        self.threshold = _spin(0.0, 1.0, 0.25, 0.05, decimals=2)
+        self.threshold = _spin(0.0, 1.0, CAM_THRESHOLD, 0.05, decimals=2)
         self.crf_iter = _spin(1, 50, 10, 1)
         self.rw_beta = _spin(1.0, 100.0, 8.0, 1.0, decimals=1)
         self.rw_t = _spin(1, 1024, 64, 1)
@@ -257,14 +260,14 @@ class ModelControls(QGroupBox):
     def __init__(self, parent=None):
         super().__init__("Model", parent)
         self.stage = QComboBox()
-        self.stage.addItems(["classifier", "explainer", "affinity", "segmenter", "all"])
+        self.stage.addItems([*TRAINING_STAGES, "all"])
         self.retrain_btn = QPushButton("Retrain")
         self.cancel_btn = QPushButton("Stop")
         self.cancel_btn.setEnabled(False)
         self.export_btn = QPushButton("Export masks…")
         self.export_format = QComboBox()
-        self.export_format.addItems(["png", "tif", "ome-zarr"])
-        self.export_format.setToolTip("indexed PNG / palette TIFF / OME-Zarr labels")
+        self.export_format.addItems(list(EXPORT_FORMATS))
+        self.export_format.setToolTip(" / ".join(f.description for f in EXPORT_FORMATS.values()))
         self.export_cancel_btn = QPushButton("Stop export")
         self.export_cancel_btn.setEnabled(False)
         self.export_cancel_btn.clicked.connect(self.cancel_export_requested)

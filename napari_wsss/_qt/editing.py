@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from .session import IGNORE_VALUE
+from napari_wsss.conventions import IGNORE_LAYER
 
 __all__ = ["CorrectionsEditor", "SAVE_DELAY_MS"]
 
@@ -140,7 +140,7 @@ class CorrectionsEditor(QObject):
 
     def use_ignore_brush(self) -> None:
         """Paint mode with the "ignore" value (saved as 254: void in exports, ignored in training)."""
-        self.layer.selected_label = IGNORE_VALUE
+        self.layer.selected_label = IGNORE_LAYER
         self.layer.mode = "paint"
 
     def undo(self) -> None:

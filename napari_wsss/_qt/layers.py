@@ -16,9 +16,10 @@ from napari.layers import Image, Labels
 from napari.utils.colormaps import Colormap, DirectLabelColormap
 from qtpy.QtCore import QTimer
 
-from napari_wsss.colors import IGNORE, class_color
+from napari_wsss.colors import class_color, labels_layer_colors
+from napari_wsss.conventions import STAGES
 
-from .session import IGNORE_VALUE, MASK_STAGES, ImageView
+from .session import MASK_STAGES, ImageView
 
 if TYPE_CHECKING:
     import napari
@@ -29,17 +30,12 @@ THUMBNAIL_DELAY_MS = 300
 """Layer-list thumbnails follow an image switch this much later (rapid switching
 through images does not pay for thumbnails nobody sees)."""
 
-STAGE_TITLES = {"cam": "prior (CAM)", "crf": "CRF", "rw": "random walk", "segmenter": "segmenter",
-                "explainer": "explainer"}
-TRANSPARENT = (0.0, 0.0, 0.0, 0.0)
+STAGE_TITLES = {name: stage.title for name, stage in STAGES.items()}
 
 
 def labels_colormap(n_classes: int, *, background: int | None) -> DirectLabelColormap:
     """Layer value ``c + 1`` -> class colour; ``0`` transparent; ignore in VOC cream."""
-    colors = {None: TRANSPARENT, 0: TRANSPARENT, IGNORE_VALUE: class_color(IGNORE)}
-    for c in range(n_classes):
-        colors[c + 1] = class_color(c, background=background)
-    return DirectLabelColormap(color_dict=colors)
+    return DirectLabelColormap(color_dict=labels_layer_colors(n_classes, background=background))
 
 
 def heatmap_colormap(c: int, name: str, *, background: int | None) -> Colormap:

@@ -5,9 +5,9 @@ shown, saved or computed lives here so that it can be tested without a viewer (t
 model/view split of napari-animation).
 
 Masks handed to and from the session are napari *layer values* (``0`` = not painted,
-``c + 1`` = class ``c``, `IGNORE_VALUE` = painted "ignore"); the store holds class
+``c + 1`` = class ``c``, `IGNORE_LAYER` = painted "ignore"); the store holds class
 indices with ``254`` for painted "ignore" and ``255`` for unlabeled. The conversion
-happens in `_labels`.
+happens in ``napari_wsss.conventions``.
 """
 
 from __future__ import annotations
@@ -18,22 +18,17 @@ from typing import Callable
 
 import numpy as np
 
-from ._labels import IGNORE_LAYER, class_to_layer, layer_to_class
+from napari_wsss.conventions import class_to_layer, layer_to_class
 
 __all__ = [
     "AnnotationSession",
     "ImageView",
-    "IGNORE_VALUE",
     "MASK_STAGES",
     "UNREVIEWED",
     "merge_accept",
     "config_from_settings",
     "default_config",
 ]
-
-IGNORE_VALUE = IGNORE_LAYER
-"""Layer value (255) of the "ignore" brush; saved as ``254`` (painted "ignore") in the
-store, which export, evaluation and training read as ignore / void."""
 
 MASK_STAGES = ("cam", "explainer", "crf", "rw", "segmenter")
 """Proposal stages shown as read-only Labels layers, in stacking order."""
@@ -125,15 +120,15 @@ def config_from_settings(config, settings: dict):
     from napari_wsss.pipeline import PipelineConfig
 
     default = PipelineConfig()
-    base = config if config is not None else default
-    crf = {**base.crf, "n_iter": int(settings["crf_iter"])}
-    rw = {**base.rw, "beta": float(settings["rw_beta"]), "t": int(settings["rw_t"])}
+    base = (config if config is not None else default).to_dict()
+    crf = {**base["crf"], "n_iter": int(settings["crf_iter"])}
+    rw = {**base["rw"], "beta": float(settings["rw_beta"]), "t": int(settings["rw_t"])}
     tta = dict(scales=default.scales, flip=default.flip) if settings.get("tta", True) else \
         dict(scales=(1.0,), flip=False)
-    return base.replace(
-        method=settings["method"], refine=tuple(settings["refine"]),
-        cam_threshold=float(settings["cam_threshold"]), crf=crf, rw=rw, **tta,
-    )
+    return PipelineConfig.from_dict({
+        **base, "method": settings["method"], "refine": list(settings["refine"]),
+        "cam_threshold": float(settings["cam_threshold"]), "crf": crf, "rw": rw, **tta,
+    })
 
 
 def _display_cams(cams: np.ndarray, side: int | None) -> tuple[np.ndarray, tuple[int, int]]:

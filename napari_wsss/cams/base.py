@@ -26,12 +26,15 @@ __all__ = ["BaseCAM", "LayerCAMBase", "parse_targets", "forward_capture", "targe
 class BaseCAM:
     """One explaining method.
 
-    Subclasses set ``name``, ``uses_layer`` and ``options`` (keyword options with
-    their defaults) and implement :meth:`explain`.
+    Subclasses set ``name``, ``uses_layer``, ``needs_grad`` and ``options`` (keyword
+    options with their defaults) and implement :meth:`explain`.
     """
 
     name: ClassVar[str] = ""
     uses_layer: ClassVar[bool] = True
+    #: Whether the method back-propagates (the pipeline runs the others under
+    #: ``torch.inference_mode``).
+    needs_grad: ClassVar[bool] = True
     options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any):

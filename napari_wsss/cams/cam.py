@@ -24,6 +24,7 @@ class CAM(LayerCAMBase):
     """
 
     name = "cam"
+    needs_grad = False
 
     def explain(self, model, images, index, valid, *, layer, differentiable):
         name, module = resolve_layer(model, layer)

@@ -7,18 +7,12 @@ import torch.nn.functional as F
 
 from .base import LayerCAMBase, check_index, forward_capture, weighted_sum
 from .layers import resolve_layer
+from .postprocess import normalize
 
 __all__ = ["ScoreCAM"]
 
 _OUTPUTS = ("logit", "sigmoid", "softmax")
 _WEIGHTINGS = ("score", "softmax")
-
-
-def _minmax_channels(x: torch.Tensor) -> torch.Tensor:
-    """Per-(image, channel) min-max over space, 0 where a channel is constant."""
-    lo = x.amin((-2, -1), keepdim=True)
-    rng = x.amax((-2, -1), keepdim=True) - lo
-    return torch.where(rng > 0, (x - lo) / torch.where(rng > 0, rng, torch.ones_like(rng)), torch.zeros_like(x))
 
 
 class ScoreCAM(LayerCAMBase):
@@ -53,6 +47,7 @@ class ScoreCAM(LayerCAMBase):
     """
 
     name = "scorecam"
+    needs_grad = False
     options = {"output": "logit", "weighting": "score", "baseline": False, "batch_size": 32, "align_corners": False}
 
     def __init__(self, **options):
@@ -106,7 +101,7 @@ class ScoreCAM(LayerCAMBase):
                 up = F.interpolate(
                     acts[i : i + 1, chans], size=size, mode="bilinear", align_corners=bool(self.opts["align_corners"])
                 )
-                masks = _minmax_channels(up)[0][:, None]  # (n, 1, H, W)
+                masks = normalize(up, relu=False)[0][:, None]  # (n, 1, H, W)
                 with torch.inference_mode():
                     scores = self._read(model(images[i : i + 1] * masks))[:, cls]
                 out[i, chans] = scores.clone()

@@ -29,11 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..device import resolve_device
 from ..refine.affinity_labels import AffinityTargets
 from ..refine.graph import AffinityGraph, pairwise
+from ..store import CheckpointError, resolve_checkpoint
+from ._loading import load_weights
 from .backbones import build_backbone
 
-__all__ = ["AffinityNet", "pair_affinity", "affinity_loss", "affinity_loss_terms"]
+__all__ = ["AffinityNet", "pair_affinity", "affinity_loss", "affinity_loss_terms", "load_affinity"]
 
 #: Channels of the 1x1 reductions of the three stages in the paper (sum 448).
 PAPER_STAGE_CHANNELS = (64, 128, 256)
@@ -248,3 +251,22 @@ def affinity_loss(
     if background:
         return terms["bg_pos"] / 4 + terms["fg_pos"] / 4 + terms["neg"] / 2
     return terms["fg_pos"] / 2 + terms["neg"] / 2
+
+
+def load_affinity(project_or_checkpoint, device=None, *, classes=None) -> AffinityNet:
+    """The trained AffinityNet of a project (latest checkpoint) or from a checkpoint file.
+
+    Arguments and errors as :func:`napari_wsss.models.load_classifier` (plus a
+    `CheckpointError` for a checkpoint without ``model_config``). Returns the net rebuilt
+    from the checkpoint's ``model_config``, in eval mode on ``device``, with ``classes`` and
+    ``background`` attributes; use it with ``napari_wsss.refine.build_affinity(image, model=net)``.
+    """
+    state, path = resolve_checkpoint(project_or_checkpoint, "affinity", classes=classes)
+    config = state.get("model_config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"checkpoint {path} lacks the AffinityNet config ('model_config')")
+    net = AffinityNet(**config, weights=None)
+    load_weights(net, state["model"], path=path)
+    net.classes = list(state["classes"])
+    net.background = state.get("background")
+    return net.to(resolve_device(device)).eval()

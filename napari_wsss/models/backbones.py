@@ -24,13 +24,7 @@ __all__ = [
     "build_backbone",
     "get_spec",
     "build_torchvision_model",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 @dataclass(frozen=True)
 class BackboneSpec:

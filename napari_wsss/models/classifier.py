@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
+from ..device import resolve_device
+from ..store import resolve_checkpoint
+from ._loading import load_weights
 from .backbones import build_backbone, build_torchvision_model, get_spec
 
-__all__ = ["Classifier"]
+__all__ = ["Classifier", "KernelUsage", "apply_kernel_usage", "load_classifier"]
 
 
 class Classifier(nn.Module):
@@ -83,3 +87,62 @@ def _final_linear(model: nn.Module) -> nn.Linear:
     if not linears:
         raise ValueError(f"{type(model).__name__} has no linear classification layer")
     return linears[-1]
+
+
+class KernelUsage(nn.Module):
+    """Parametrisation ``W -> alpha * W * softmax(W, dim=0)`` over the given class rows."""
+
+    def __init__(self, alpha: float = 1.0, rows: list[int] | None = None):
+        super().__init__()
+        self.alpha = alpha
+        self.rows = None if rows is None else list(rows)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.rows is None:
+            return self.alpha * w * torch.softmax(w, dim=0)
+        idx = torch.as_tensor(self.rows, device=w.device)
+        sub = w.index_select(0, idx)
+        return w.index_copy(0, idx, self.alpha * sub * torch.softmax(sub, dim=0))
+
+
+def apply_kernel_usage(head: nn.Conv2d, *, alpha: float = 1.0, background: int | None = None):
+    """Register KUR on a classifier head; the background row (if any) is left out."""
+    rows = None
+    if background is not None:
+        rows = [i for i in range(head.out_channels) if i != background]
+    parametrize.register_parametrization(head, "weight", KernelUsage(alpha, rows))
+    return head
+
+
+def load_classifier(project_or_checkpoint, device=None, *, classes=None) -> Classifier:
+    """The trained classifier of a project (latest checkpoint) or from a checkpoint file.
+
+    Parameters
+    ----------
+    project_or_checkpoint : Project, path to a project directory, or path to a ``.pt`` file
+    device : str or torch.device, optional
+        Default: CUDA when present, else CPU.
+    classes : list of str, optional
+        Expected class list (checked in any case against a project's).
+
+    Returns
+    -------
+    Classifier
+        In eval mode, on ``device``. KUR-trained heads are returned with the effective
+        weight ``alpha * W * softmax(W)`` baked in, so CAMs are ``head(features)`` as usual.
+
+    Raises
+    ------
+    FileNotFoundError, CheckpointError, ValueError
+        Missing/corrupted file, wrong stage, or a class list differing from the project's.
+    """
+    state, path = resolve_checkpoint(project_or_checkpoint, "classifier", classes=classes)
+    cfg = state["config"].get("classifier", {})
+    net = Classifier(state["backbone"], len(state["classes"]), weights=None)
+    if cfg.get("kur"):
+        apply_kernel_usage(net.head, alpha=cfg.get("kur_alpha", 1.0), background=state.get("background"))
+    load_weights(net, state["model"], path=path)
+    if cfg.get("kur"):
+        parametrize.remove_parametrizations(net.head, "weight", leave_parametrized=True)
+    net.classes = list(state["classes"])
+    return net.to(resolve_device(device)).eval()

@@ -23,6 +23,9 @@ For the image-level labels ``y`` (multi-hot, ``(C,)``):
 Defaults follow the authors' code (``NN-Explainer``, ``src/utils/argparser.py``):
 ``lambda_e = 1``, ``lambda_tv = 1``, ``lambda_c = 1``, ``lambda_m = 0.1``,
 ``lambda_n = 0.3``, ``a_min = 0.05``, ``a_max = 0.3``.
+
+The trained network is loaded with :func:`load_explainer` and its masks computed with
+:func:`explainer_maps` / :func:`predict_explainer` (training: ``trainer.explainer``).
 """
 
 from __future__ import annotations
@@ -30,8 +33,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from ..device import resolve_device
+from ..store import resolve_checkpoint
+from ..transforms import to_tensor
+from ._loading import load_weights
+from .segmenter import build_segmenter
 
 __all__ = [
     "aggregate_masks",
@@ -40,6 +51,9 @@ __all__ = [
     "area_constraint_loss",
     "total_variation",
     "ExplainerLoss",
+    "load_explainer",
+    "explainer_maps",
+    "predict_explainer",
 ]
 
 
@@ -209,3 +223,70 @@ class ExplainerLoss:
         loss = l_c + self.entropy_weight * l_e + l_a + self.tv_weight * l_tv
         parts = {"classification": l_c, "entropy": l_e, "area": l_a, "tv": l_tv, "target_area": m.mean()}
         return loss, {k: v.detach() for k, v in parts.items()}
+
+
+def load_explainer(project_or_checkpoint, device=None, *, classes=None) -> nn.Module:
+    """The trained Explainer of a project (latest checkpoint) or from a checkpoint file.
+
+    Returns the DeepLabV3+ in eval mode on ``device`` with ``classes``, ``background`` and
+    ``classifier_version`` (the classifier it explains) attributes. Errors as
+    :func:`napari_wsss.models.load_classifier`.
+    """
+    state, path = resolve_checkpoint(project_or_checkpoint, "explainer", classes=classes)
+    net = build_segmenter(state["backbone"], len(state["classes"]), weights=None)
+    load_weights(net, state["model"], path=path)
+    net.classes = list(state["classes"])
+    net.background = state.get("background")
+    net.classifier_version = state.get("classifier_version")
+    return net.to(resolve_device(device)).eval()
+
+
+@torch.inference_mode()
+def explainer_maps(model: nn.Module, x: torch.Tensor, labels) -> torch.Tensor:
+    """Sigmoid masks of ``labels`` for a normalised image tensor.
+
+    Parameters
+    ----------
+    model : nn.Module
+        From :func:`load_explainer` (any ``(B, 3, H, W) -> (B, C, H, W)`` logits model).
+    x : Tensor, shape (1, 3, H, W)
+        ImageNet-normalised (:func:`napari_wsss.transforms.to_tensor`), on the model's device.
+    labels : sequence of int or None
+        Class indices; slot ``k`` of the result is ``labels[k]``. None: every output.
+
+    Returns
+    -------
+    Tensor, shape (K, H, W), float32, in ``[0, 1]``
+    """
+    h, w = x.shape[-2:]
+    # Pad to the encoder's stride with 0 = the mean colour, as the training crops are padded.
+    x = F.pad(x, (0, (-w) % 32, 0, (-h) % 32), value=0.0)
+    logits = model(x)[0, :, :h, :w].float()
+    if labels is None:
+        return torch.sigmoid(logits)
+    index = torch.as_tensor([int(c) for c in labels], dtype=torch.long, device=logits.device)
+    return torch.sigmoid(logits[index])
+
+
+def predict_explainer(model: nn.Module, image: np.ndarray, *, labels=None, device=None) -> np.ndarray:
+    """Per-class masks of one image in a single forward pass.
+
+    Parameters
+    ----------
+    model : nn.Module
+        From :func:`load_explainer`.
+    image : ndarray, shape (H, W[, C])
+        As stored.
+    labels : sequence of int, optional
+        Classes to return (default: all of the model's outputs).
+    device : optional
+        Default: the model's device.
+
+    Returns
+    -------
+    ndarray, shape (K, H, W), float32, in ``[0, 1]``
+    """
+    if device is None:
+        device = next(model.parameters()).device
+    x = to_tensor(image, device)
+    return explainer_maps(model, x, None if labels is None else list(labels)).cpu().numpy()

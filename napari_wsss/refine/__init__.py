@@ -6,12 +6,14 @@ returns a :class:`RefineResult` (scores, class indices, ``(H, W)`` uint8 mask, 2
 
 from .affinity_labels import AffinityTargets, confident_labels, downsample_labels, pair_targets
 from .background import BACKGROUND_METHODS, RefineResult, labels_from_scores, scores_with_background
-from .crf import crf_refine, dense_crf
+from .crf import NO_BACKGROUND_CRF, crf_refine, default_crf, dense_crf
 from .graph import AffinityGraph, pair_indices, pair_offsets, pairwise
 from .random_walk import build_affinity, colour_affinity, feature_affinity, random_walk, random_walk_refine
 from .seeded import SeededRefiner, guided_upsample, seeded_crf, seeded_random_walk, seeded_refine
 
 __all__ = [
+    "NO_BACKGROUND_CRF",
+    "default_crf",
     "AffinityGraph",
     "AffinityTargets",
     "BACKGROUND_METHODS",

@@ -1,4 +1,4 @@
-"""Small private helpers shared by the refinement modules (validation, resizing, devices)."""
+"""Small private helpers shared by the refinement modules (validation, resizing)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-def default_device(device: torch.device | str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+from ..conventions import IGNORE, IGNORE_PAINTED, MAX_CLASSES
+from ..transforms import to_rgb_float
 
 
 def check_scores(scores, name: str = "scores") -> np.ndarray:
@@ -28,12 +24,13 @@ def check_scores(scores, name: str = "scores") -> np.ndarray:
 
 
 def check_classes(classes, n: int, name: str = "classes") -> np.ndarray:
-    """Class indices as an int64 vector of length ``n`` with values in ``0..254``."""
+    """Class indices as an int64 vector of length ``n`` with values in ``0..MAX_CLASSES-1``."""
     cls = np.asarray(classes, dtype=np.int64).reshape(-1)
     if cls.shape[0] != n:
         raise ValueError(f"{name}: {cls.shape[0]} class indices for {n} score slices")
-    if cls.size and (cls.min() < 0 or cls.max() > 254):
-        raise ValueError(f"{name}: class indices must be in 0..254 (255 is void), got {cls.tolist()}")
+    if cls.size and (cls.min() < 0 or cls.max() >= MAX_CLASSES):
+        raise ValueError(f"{name}: class indices must be in 0..{MAX_CLASSES - 1} "
+                         f"({IGNORE_PAINTED} and {IGNORE} are ignore values), got {cls.tolist()}")
     if len(set(cls.tolist())) != cls.size:
         raise ValueError(f"{name}: duplicate class indices {cls.tolist()}")
     return cls
@@ -67,8 +64,6 @@ def image_to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image)
     if img.dtype == np.uint8 and img.ndim == 3 and img.shape[-1] == 3:
         return np.ascontiguousarray(img)
-    # Imported here: napari_wsss.models imports this package (AffinityNet), not vice versa.
-    from ..models.transforms import to_rgb_float
 
     rgb = to_rgb_float(img)
     return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))

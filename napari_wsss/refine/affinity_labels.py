@@ -39,13 +39,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..conventions import IGNORE
 from ._utils import check_classes, check_mask, resize_scores
 from .background import labels_from_scores, scores_with_background
 from .graph import pair_indices
 
 __all__ = ["AffinityTargets", "confident_labels", "downsample_labels", "pair_targets"]
-
-IGNORE = 255
 
 
 class AffinityTargets(NamedTuple):

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..conventions import IGNORE
 from ._utils import check_classes, check_mask, check_scores
 
 __all__ = ["BACKGROUND_METHODS", "RefineResult", "scores_with_background", "labels_from_scores"]
@@ -143,9 +144,9 @@ def labels_from_scores(
     best = sc.argmax(axis=0)
     mask = cls.astype(np.uint8)[best]
     if min_score is not None:
-        mask[np.take_along_axis(sc, best[None], 0)[0] < min_score] = 255
+        mask[np.take_along_axis(sc, best[None], 0)[0] < min_score] = IGNORE
     if void is not None:
-        mask[check_mask(void, mask.shape, "void").astype(bool)] = 255
+        mask[check_mask(void, mask.shape, "void").astype(bool)] = IGNORE
     return mask
 
 

@@ -35,7 +35,9 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from ._utils import check_scores, default_device, image_to_uint8_rgb, resize_scores
+from ..device import resolve_device
+from ..transforms import to_tensor
+from ._utils import check_scores, image_to_uint8_rgb, resize_scores
 from .background import RefineResult, labels_from_scores, scores_with_background
 from .graph import AffinityGraph, pair_indices, pairwise
 
@@ -89,7 +91,7 @@ def colour_affinity(
     """
     rgb = image_to_uint8_rgb(image).astype(np.float32).transpose(2, 0, 1)
     grid = resize_scores(rgb, shape, mode="area") if shape is not None else rgb
-    fmap = torch.from_numpy(np.ascontiguousarray(grid))[None].to(default_device(device))
+    fmap = torch.from_numpy(np.ascontiguousarray(grid))[None].to(resolve_device(device))
 
     def kernel(a, b):
         return -((a - b) ** 2).sum(1) / (2.0 * srgb**2)
@@ -129,7 +131,7 @@ def feature_affinity(
         f = f[None]
     if f.ndim != 4 or f.shape[0] != 1:
         raise ValueError(f"features: expected shape (D, h, w) or (1, D, h, w), got {tuple(f.shape)}")
-    f = f.to(default_device(device) if device is not None else f.device, torch.float32)
+    f = f.to(resolve_device(device) if device is not None else f.device, torch.float32)
     if metric == "l1":
         weights = pairwise(f, radius, lambda a, b: torch.exp(-(a - b).abs().mean(1)))
     elif metric == "cosine":
@@ -173,8 +175,6 @@ def build_affinity(
     AffinityGraph
     """
     if model is not None:
-        from ..models.transforms import to_tensor
-
         dev = next(model.parameters()).device
         return model.affinity_graph(to_tensor(image, device=dev))
     if features is not None:

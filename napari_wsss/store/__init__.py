@@ -3,15 +3,19 @@
 See ``docs/store.md`` for the on-disk layout and the atomic-write protocol.
 """
 
+from ._checkpoint_file import (
+    CheckpointError,
+    check_checkpoint_classes,
+    checkpoint_version,
+    read_checkpoint,
+    resolve_checkpoint,
+)
 from ._project import Project, image_sha1
 from ._records import ImageRecord, Info, Status
 from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError
 from ._validate import (
     CHECKPOINT_STAGES,
-    IGNORE,
-    IGNORE_PAINTED,
     MASK_STAGES,
-    MAX_CLASSES,
     STATUSES,
     split_corrections,
 )
@@ -28,8 +32,10 @@ __all__ = [
     "MASK_STAGES",
     "CHECKPOINT_STAGES",
     "STATUSES",
-    "IGNORE",
-    "IGNORE_PAINTED",
-    "MAX_CLASSES",
     "split_corrections",
+    "CheckpointError",
+    "read_checkpoint",
+    "resolve_checkpoint",
+    "check_checkpoint_classes",
+    "checkpoint_version",
 ]

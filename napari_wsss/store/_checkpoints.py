@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from ._checkpoint_file import torch_load
 from ._files import atomic_write_bytes, utc_now
 from ._nodes import ATTRS, NodeStore
 from ._validate import CHECKPOINT_STAGES, check_choice
@@ -109,10 +110,8 @@ def checkpoint_path(root: Path, version: str) -> Path:
 
 
 def load_checkpoint(path: Path, classes: list[str], *, map_location="cpu") -> dict:
-    """``torch.load(path, weights_only=True)`` and check its class list against ``classes``."""
-    import torch
-
-    state = torch.load(path, map_location=map_location, weights_only=True)
+    """`torch_load` (``weights_only=True``) and check its class list against ``classes``."""
+    state = torch_load(path, map_location=map_location)
     if "classes" in state and list(state["classes"]) != list(classes):
         raise ValueError(
             f"checkpoint {path} was trained on classes {list(state['classes'])}, "

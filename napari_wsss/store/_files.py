@@ -1,9 +1,9 @@
 """Small file-system primitives of the project store: atomic writes, JSON, locking, keys.
 
-Every file the store publishes is written to a temporary file in the same directory and
-moved into place with :func:`os.replace`, which POSIX and Windows both guarantee to be atomic
-within one file system: a reader (or a process started after a crash) sees the old or the
-new file, never a mix.
+Every file the store publishes goes through ``napari_wsss.atomic`` (temporary file in the
+same directory, fsync, :func:`os.replace`, which POSIX and Windows both guarantee to be
+atomic within one file system): a reader (or a process started after a crash) sees the old
+or the new file, never a mix.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import json
 import os
 import re
 import threading
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+
+from ..atomic import TMP_SUFFIX, atomic_write_bytes
 
 try:  # POSIX advisory locks; on Windows writers are not serialised (documented).
     import fcntl
@@ -32,8 +33,6 @@ __all__ = [
     "TMP_SUFFIX",
 ]
 
-#: Suffix of temporary files (the same one zarr's ``LocalStore`` uses), cleaned by ``gc``.
-TMP_SUFFIX = ".partial"
 
 
 def utc_now() -> str:
@@ -41,22 +40,9 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: dict) -> None:
+def atomic_write_json(path: Path, obj: dict, *, fsync: bool = True) -> None:
     """Atomically replace ``path`` by the JSON encoding of ``obj``."""
-    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
+    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"), fsync=fsync)
 
 
 def read_json(path: Path) -> dict:

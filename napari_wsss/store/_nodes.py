@@ -62,7 +62,8 @@ class NodeStore:
         path = self.group_file(rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"zarr_format": 3, "node_type": "group", "attributes": {ATTRS: attrs}}
-        atomic_write_json(path, meta)
+        # no fsync: atomic against killed processes, as the zarr chunks it points to
+        atomic_write_json(path, meta, fsync=False)
 
     # -- arrays ------------------------------------------------------------------------
     def new_array(self, group: str, prefix: str, data: np.ndarray, *, fill_value, attrs: dict) -> str:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..conventions import IGNORE
 from . import _checkpoints as ckpt
 from ._files import TMP_SUFFIX, ProjectLock, make_key, read_json, utc_now
 from ._nodes import NodeStore, consistent_read
 from ._records import ImageRecord, Info, Status
 from ._schema import SCHEMA_VERSION, ProjectError, ReadOnlyError, check_schema
 from ._validate import (
-    IGNORE,
     MASK_STAGES,
     STATUSES,
     check_cams,

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..conventions import IGNORE, IGNORE_PAINTED, MAX_CLASSES, PROPOSAL_STAGES, TRAINING_STAGES
+
 __all__ = [
     "MASK_STAGES",
     "CHECKPOINT_STAGES",
     "STATUSES",
-    "IGNORE",
-    "IGNORE_PAINTED",
-    "MAX_CLASSES",
     "split_corrections",
     "check_classes",
     "check_labels",
@@ -24,18 +23,10 @@ __all__ = [
     "check_method",
 ]
 
-#: Value of unlabeled / ignored pixels in every mask.
-IGNORE = 255
-#: Corrections only: a pixel the annotator painted "ignore" (don't care). Unlike
-#: `IGNORE` (nobody looked at it), it is never filled from a proposal; every consumer
-#: (export, evaluation, training) reads it as ignore (255). See `split_corrections`.
-IGNORE_PAINTED = 254
-#: Most classes a project can have: indices ``0..253``; 254 and 255 are reserved.
-MAX_CLASSES = IGNORE_PAINTED
 #: Pseudo-mask stages a project stores (``write_mask``).
-MASK_STAGES = ("cam", "crf", "rw", "segmenter", "explainer")
+MASK_STAGES = PROPOSAL_STAGES
 #: Model stages with checkpoints (``save_checkpoint``).
-CHECKPOINT_STAGES = ("classifier", "affinity", "segmenter", "explainer")
+CHECKPOINT_STAGES = TRAINING_STAGES
 #: Annotation statuses of an image.
 STATUSES = ("new", "prelabelled", "accepted", "corrected", "skipped")
 

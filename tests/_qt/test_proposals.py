@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_wsss._qt import AnnotationWidget
-from napari_wsss._qt._labels import class_to_layer
+from napari_wsss.conventions import class_to_layer
 from napari_wsss.models import Classifier
 from napari_wsss.store import Project
 from trainer import save_classifier

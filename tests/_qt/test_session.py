@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from napari_wsss._qt.session import IGNORE_VALUE, AnnotationSession, merge_accept
+from napari_wsss._qt.session import AnnotationSession, merge_accept
+from napari_wsss.conventions import IGNORE_LAYER
 from napari_wsss.store import Project
 
 
@@ -44,7 +45,7 @@ def test_corrections_round_trip_through_store(project):
     s = AnnotationSession(project)
     layer = np.zeros((48, 64), np.uint8)
     layer[1:3, 1:4] = 2  # class 1
-    layer[10, 10] = IGNORE_VALUE
+    layer[10, 10] = IGNORE_LAYER
     s.save_corrections("a", layer)
     stored = Project.open(project.path, mode="r").read_corrections("a")
     expected = np.full((48, 64), 255, np.uint8)
@@ -52,7 +53,7 @@ def test_corrections_round_trip_through_store(project):
     expected[10, 10] = 254  # painted "ignore", distinct from 255 "unlabeled"
     np.testing.assert_array_equal(stored, expected)
     view = s.load("a")
-    assert view.corrections[1, 1] == 2 and view.corrections[10, 10] == IGNORE_VALUE
+    assert view.corrections[1, 1] == 2 and view.corrections[10, 10] == IGNORE_LAYER
     assert view.corrections[0, 0] == 0
     assert view.masks == {} and view.cams is None
 

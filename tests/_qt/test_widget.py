@@ -3,7 +3,7 @@
 import numpy as np
 
 from napari_wsss._qt import AnnotationWidget
-from napari_wsss._qt.session import IGNORE_VALUE
+from napari_wsss.conventions import IGNORE_LAYER
 from napari_wsss.store import Project
 
 
@@ -88,8 +88,8 @@ def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, projec
     layer = widget.layers.corrections
     layer.brush_size = 1
     layer.paint((5, 50), 3)  # a class-2 pixel where the CRF proposal says class 1
-    layer.selected_label = IGNORE_VALUE
-    layer.paint((6, 50), IGNORE_VALUE)
+    layer.selected_label = IGNORE_LAYER
+    layer.paint((6, 50), IGNORE_LAYER)
     widget.accept("crf", only_unpainted=True)
     assert project.status("a").status == "accepted"
     widget.next_image()  # saves first
@@ -111,7 +111,7 @@ def test_full_cycle_accept_switch_close_reopen(make_napari_viewer, qtbot, projec
     viewer2, widget2 = _open(make_napari_viewer, qtbot, project)
     assert widget2.session.status("a") == "accepted"
     np.testing.assert_array_equal(widget2.layers.corrections.data,
-                                  np.where(expected == 254, IGNORE_VALUE, expected + 1))
+                                  np.where(expected == 254, IGNORE_LAYER, expected + 1))
     widget2.show_image("b")
     np.testing.assert_array_equal(widget2.layers.corrections.data, np.where(b == 255, 0, b + 1))
     texts = [widget2.nav.list.item(i).text() for i in range(4)]
@@ -127,7 +127,7 @@ def test_ignore_strokes_come_back_as_ignore_after_reopen(make_napari_viewer, qtb
     widget.use_ignore_brush()  # Alt-I
     layer.paint((30, 40), layer.selected_label)
     painted_class = layer.data == 2
-    painted_ignore = layer.data == IGNORE_VALUE
+    painted_ignore = layer.data == IGNORE_LAYER
     assert painted_class.sum() > 5 and painted_ignore.sum() > 5
     viewer.close()  # no explicit save: the pending debounced save must land
 
@@ -140,13 +140,13 @@ def test_ignore_strokes_come_back_as_ignore_after_reopen(make_napari_viewer, qtb
 
     viewer2, widget2 = _open(make_napari_viewer, qtbot, project)
     data = widget2.layers.corrections.data
-    np.testing.assert_array_equal(data == IGNORE_VALUE, painted_ignore)
+    np.testing.assert_array_equal(data == IGNORE_LAYER, painted_ignore)
     np.testing.assert_array_equal(data == 2, painted_class)
     assert ((data == 0) == ~(painted_ignore | painted_class)).all()
     # accepting only where nothing was painted keeps the ignore strokes
     widget2.accept("crf", only_unpainted=True)
     after = widget2.layers.corrections.data
-    assert (after[painted_ignore] == IGNORE_VALUE).all() and (after[painted_class] == 2).all()
+    assert (after[painted_ignore] == IGNORE_LAYER).all() and (after[painted_class] == 2).all()
     assert after[0, 0] == 1 and after[0, 63] == 2
 
 
@@ -170,7 +170,7 @@ def test_keyboard_navigation_and_unbind_on_close(make_napari_viewer, qtbot, proj
     assert project.status("c").status == "skipped" and widget.current == "d"
     QTest.keyClick(canvas, Qt.Key_I, Qt.AltModifier)  # the ignore brush
     layer = widget.layers.corrections
-    assert layer.selected_label == IGNORE_VALUE and layer.mode == "paint"
+    assert layer.selected_label == IGNORE_LAYER and layer.mode == "paint"
     project.write_mask("d", "crf", _proposal((48, 64), 32, 0, 2), model_version="v")
     widget.show_image("d")  # reload: the proposal is new
     QTest.keyClick(canvas, Qt.Key_A, Qt.AltModifier)  # accept the shown proposal
@@ -204,7 +204,7 @@ def test_class_colours_match_the_export_palette(make_napari_viewer, qtbot, proje
         for c in range(n):  # layer value c + 1 = class c
             np.testing.assert_allclose(cmap.map(c + 1)[:3] * 255, palette[c], atol=0.6)
         # the ignore brush has the export's void colour
-        np.testing.assert_allclose(cmap.map(IGNORE_VALUE)[:3] * 255, palette[255], atol=0.6)
+        np.testing.assert_allclose(cmap.map(IGNORE_LAYER)[:3] * 255, palette[255], atol=0.6)
         viewer.close()
 
 
@@ -299,7 +299,7 @@ def test_accept_and_reset_are_undoable_strokes(make_napari_viewer, qtbot, projec
     widget.redo()
     assert (layer.data[:, :32] == 1).all()
     widget.use_ignore_brush()
-    assert layer.selected_label == IGNORE_VALUE and layer.mode == "paint"
+    assert layer.selected_label == IGNORE_LAYER and layer.mode == "paint"
     layer.paint((0, 0), layer.selected_label)
     widget.save_now()
     widget.io.flush()

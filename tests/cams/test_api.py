@@ -217,3 +217,29 @@ def test_data_parallel_wrapped_models_resolve_through_the_wrapper(model):
     for method in ("cam", "gradcam"):
         torch.testing.assert_close(cams.compute(wrapped, x, [[1, 2]], method=method),
                                    cams.compute(model, x, [[1, 2]], method=method))
+
+
+def test_needs_grad_says_which_methods_back_propagate(model):
+    """A method declaring ``needs_grad = False`` never sends a gradient through the model
+    (the pipeline runs it under ``inference_mode``); every other one does."""
+    calls = []
+
+    def watch(module, inputs, output):
+        if output.requires_grad:
+            output.register_hook(lambda grad: calls.append(1))
+
+    handle = model.fc.register_forward_hook(watch)
+    try:
+        x = seeded_images(2, 8)
+        declared = {}
+        for name, cls in cams.METHODS.items():
+            calls.clear()
+            out = cams.compute(model, x, [[1], [2, 3]], method=name)
+            declared[name] = cls.needs_grad
+            assert bool(calls) == cls.needs_grad, name
+            if not cls.needs_grad:
+                with torch.inference_mode():
+                    torch.testing.assert_close(cams.compute(model, x, [[1], [2, 3]], method=name), out)
+    finally:
+        handle.remove()
+    assert {n for n, g in declared.items() if not g} == {"cam", "scorecam"}

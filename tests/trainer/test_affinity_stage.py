@@ -9,7 +9,9 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from napari_wsss.refine import build_affinity, downsample_labels
-from trainer import CheckpointError, DirectoryCheckpoints, TrainingDataError, fit, load_affinity, train
+from napari_wsss.models import load_affinity
+from napari_wsss.store import CheckpointError
+from trainer import DirectoryCheckpoints, TrainingDataError, fit, train
 from trainer.affinity import AffinityLoss, AffinityPairMetric, affinity_labels, build_affinity_stage
 from trainer.config import AffinityConfig
 

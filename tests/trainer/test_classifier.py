@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import CheckpointError, DirectoryCheckpoints, TrainingDataError, fit, load_classifier, train
+from napari_wsss.models import load_classifier
+from napari_wsss.store import CheckpointError
+from trainer import DirectoryCheckpoints, TrainingDataError, fit, train
 from trainer.classifier import build_classifier_stage
 
 from conftest import synthetic_source, tiny_config, to_project
@@ -92,7 +94,7 @@ def test_bad_checkpoints_name_the_file(tmp_path):
     garbage.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="garbage.pt"):
         load_classifier(garbage, "cpu")
-    from trainer import load_segmenter
+    from napari_wsss.models import load_segmenter
 
     with pytest.raises(CheckpointError, match=r"is a 'classifier' checkpoint, expected 'segmenter'"):
         load_segmenter(good, "cpu")

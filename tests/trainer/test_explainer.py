@@ -9,15 +9,14 @@ import torch
 
 from napari_wsss.evaluate import evaluate_project
 from napari_wsss.maskio import write_mask_file
-from napari_wsss.models import Classifier, to_tensor
+from napari_wsss.models import Classifier, build_segmenter, explainer_maps, load_explainer, predict_explainer, to_tensor
 from napari_wsss.models.explainer import ExplainerLoss
 from napari_wsss.pipeline import Pipeline, PipelineConfig, prelabel
-from trainer import TrainingDataError, load_explainer, predict_explainer, save_classifier, train
+from trainer import TrainingDataError, save_classifier, train
 from trainer.cli import STAGE_CHOICES
-from trainer.explainer import ExplainerStageLoss, explainer_maps
+from trainer.explainer import ExplainerStageLoss
 from trainer.loop import train_one_epoch
 from trainer.run import STAGES
-from trainer.segmenter import build_segmenter
 from trainer.stage import TrainingModule
 
 from conftest import synthetic_source, tiny_config, to_project

@@ -4,10 +4,9 @@ import pytest
 import torch
 from torch import nn
 
+from napari_wsss.models.classifier import KernelUsage, apply_kernel_usage
 from trainer.losses import (
     ClassifierLoss,
-    KernelUsage,
-    apply_kernel_usage,
     cam_pixel_loss,
     choose_one_label,
     erase_class,

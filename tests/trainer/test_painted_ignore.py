@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from napari_wsss.store import IGNORE_PAINTED
+from napari_wsss.conventions import IGNORE_PAINTED
 from trainer.affinity import affinity_labels
 from trainer.classifier import build_classifier_stage
 from trainer.config import AffinityConfig

@@ -14,7 +14,8 @@ from trainer.classifier import ClassifierModule
 from trainer.config import config_from_dict
 from trainer.distributed import Runtime, choose_amp_dtype, sync_batchnorm
 from trainer.loop import train_one_epoch
-from trainer.segmenter import SegmenterModule, build_segmenter
+from napari_wsss.models import build_segmenter
+from trainer.segmenter import SegmenterModule
 
 from conftest import synthetic_source, tiny_config
 from napari_wsss.models import Classifier

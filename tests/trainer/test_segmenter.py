@@ -5,8 +5,9 @@ import pytest
 import torch
 import torchvision
 
-from trainer import DirectoryCheckpoints, TrainingDataError, fit, load_segmenter, predict_segmenter, train
-from trainer.segmenter import build_segmenter, build_segmenter_stage
+from napari_wsss.models import build_segmenter, load_segmenter, predict_segmenter
+from trainer import DirectoryCheckpoints, TrainingDataError, fit, train
+from trainer.segmenter import build_segmenter_stage
 
 from conftest import synthetic_source, tiny_config, to_project
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_wsss._qt._labels import class_to_layer, layer_to_class
+from napari_wsss.conventions import class_to_layer, layer_to_class
 
 
 def test_round_trip_and_values():
@@ -30,3 +30,19 @@ def test_bad_input():
         class_to_layer(np.zeros((2, 2), dtype=np.int64))
     with pytest.raises(ValueError, match="0..255"):
         layer_to_class(np.array([[256]], dtype=np.int32))
+
+
+def test_class_limit_is_the_same_everywhere():
+    """254 classes (0..253) fit every consumer; a 255th would collide with painted ignore."""
+    from napari_wsss.colors import class_colors
+    from napari_wsss.conventions import IGNORE_PAINTED, MAX_CLASSES
+    from napari_wsss.refine._utils import check_classes
+
+    assert MAX_CLASSES == IGNORE_PAINTED == 254
+    for bg in (0, None):
+        assert class_colors(MAX_CLASSES, background=bg).shape == (MAX_CLASSES, 3)
+        with pytest.raises(ValueError, match="0..254"):
+            class_colors(MAX_CLASSES + 1, background=bg)
+    assert check_classes([MAX_CLASSES - 1], 1).tolist() == [253]
+    with pytest.raises(ValueError, match="0..253"):
+        check_classes([IGNORE_PAINTED], 1)

@@ -1,13 +1,18 @@
-"""Image array -> model input conversions shared by the pipeline, the trainer and the CLI."""
+"""Image array -> model input conversions shared by models, refinement, pipeline and trainer.
+
+Below ``models`` / ``cams`` / ``refine`` (it imports none of them), so that all three can use it.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .backbones import IMAGENET_MEAN, IMAGENET_STD
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "to_rgb_float", "to_tensor", "normalize"]
 
-__all__ = ["to_rgb_float", "to_tensor", "normalize"]
+#: Per-channel mean and std of ImageNet (RGB in ``[0, 1]``), every backbone's input normalisation.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_rgb_float(image: np.ndarray) -> np.ndarray:
