@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage as ndi
 
+from .conventions import IGNORE, IGNORE_PAINTED
+
 __all__ = ["REGION_MODES", "superpixels", "region_at", "fill_region", "accept_all_but", "erase_class"]
 
-NOT_PAINTED = 255
+NOT_PAINTED = IGNORE
 REGION_MODES = ("superpixel", "segment")
 
 
@@ -60,8 +62,8 @@ def region_at(point, *, mode: str = "segment", proposal: np.ndarray | None = Non
 def fill_region(corrections: np.ndarray, region: np.ndarray, cls: int) -> np.ndarray:
     """``corrections`` with ``region`` painted ``cls`` (a class index, or 254 for ignore)."""
     out = np.array(corrections, dtype=np.uint8, copy=True)
-    if not 0 <= int(cls) <= 254:
-        raise ValueError(f"class index must be in 0..254, got {cls}")
+    if not 0 <= int(cls) <= IGNORE_PAINTED:
+        raise ValueError(f"class index must be in 0..{IGNORE_PAINTED}, got {cls}")
     out[np.asarray(region, dtype=bool)] = int(cls)
     return out
 

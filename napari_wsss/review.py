@@ -16,6 +16,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .conventions import IGNORE
+
 __all__ = ["ORDERS", "REVIEW_STAGES", "UNREVIEWED", "disagreement", "image_uncertainty", "review_order"]
 
 #: Orders :func:`review_order` knows.
@@ -48,7 +50,7 @@ def disagreement(masks: Sequence[np.ndarray]) -> float:
         if a.shape != shape:
             raise ValueError(f"masks differ in shape: {shape} vs {a.shape}")
     stack = np.stack(arrs).astype(np.int16)
-    valid = stack != 255
+    valid = stack != IGNORE
     counted = valid.sum(0) >= 2
     if not counted.any():
         return 0.0

@@ -22,10 +22,10 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QPushButton, QVBoxLayout
 
+from ..conventions import class_to_layer, layer_to_class
 from ..refine.seeded import SeededRefiner
 from ..regions import accept_all_but, erase_class, fill_region, region_at
 from ..review import review_order
-from ._labels import class_to_layer, layer_to_class
 from .session import merge_accept
 from .workers import run_in_worker
 

@@ -41,9 +41,10 @@ import scipy.ndimage as ndi
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
+from ..conventions import CAM_THRESHOLD, IGNORE, IGNORE_PAINTED
 from ._utils import check_scores, image_to_uint8_rgb, resize_scores
 from .background import RefineResult, scores_with_background
-from .crf import dense_crf
+from .crf import default_crf, dense_crf
 
 __all__ = [
     "NOT_PAINTED",
@@ -59,9 +60,9 @@ __all__ = [
 ]
 
 #: Seed-map value of a pixel the annotator did not paint.
-NOT_PAINTED = 255
+NOT_PAINTED = IGNORE
 #: Seed-map value of a pixel painted with the "ignore" brush (void, not a seed).
-PAINTED_IGNORE = 254
+PAINTED_IGNORE = IGNORE_PAINTED
 SEEDED_METHODS = ("rw", "crf")
 
 
@@ -278,7 +279,7 @@ class SeededRefiner:
         *,
         background: int | None = None,
         bg_method: str = "threshold",
-        threshold: float = 0.25,
+        threshold: float = CAM_THRESHOLD,
         alpha: float = 16.0,
         prior=None,
         method: str = "rw",
@@ -311,8 +312,6 @@ class SeededRefiner:
         self.small = self.image if self.grid == (h, w) else _resize_image(self.image, self.grid)
         self.method, self.gamma, self.beta = method, gamma, beta
         if method == "crf" and crf is None:
-            from ..pipeline import default_crf
-
             crf = default_crf(background)
         self.crf = crf or {}
         # Working cell of every image row / column, and each cell's pixel count.
