@@ -249,7 +249,10 @@ def main(argv=None) -> int:
             return 0
         result = _run(args)
     if args.json:
-        print(json.dumps({"modes": {m: {k: result["modes"][m][k] for k in ("noc85", "noc90", "pixels")}
+        def num(x):  # modes skipped with --no-noc are null, not NaN (not JSON)
+            return None if x != x else x
+
+        print(json.dumps({"modes": {m: {k: num(result["modes"][m][k]) for k in ("noc85", "noc90", "pixels")}
                                     for m in MODES}, "order": result["order"] or {}}), file=stdout)
     else:
         print(table(result["modes"], result["extra"], result["order"]), file=stdout)
