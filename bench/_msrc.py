@@ -8,6 +8,7 @@ checkpoints go to a work directory.
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np

@@ -114,6 +114,9 @@ class AnnotationWidget(QWidget):
         self._connect()
         self._bind_keys()
         self._on_layer_inserted()  # a project opened before the panel was
+        from .strokes import attach_strokes  # stroke propagation, region tools, review order (#14)
+
+        self.strokes = attach_strokes(self)
 
     # ------------------------------------------------------------------ wiring
     def _connect(self) -> None:
