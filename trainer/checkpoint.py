@@ -35,9 +35,10 @@ class DirectoryCheckpoints:
         self.root = Path(root)
 
     def save_checkpoint(self, stage: str, state: dict, *, version: str | None = None,
-                        best: dict | None = None) -> str:
+                        best: dict | None = None, use: bool = True) -> str:
         """As ``Project.save_checkpoint``: a version per run (``version`` continues one);
-        the step marked ``best`` is also written as ``<stage>/best/<version>.pt``."""
+        the step marked ``best`` is also written as ``<stage>/best/<version>.pt``. There is
+        no model in use here (``use`` is accepted and ignored): the newest file is read."""
         if version is None:
             existing = sorted((self.root / stage).glob("*.pt")) if (self.root / stage).exists() else []
             version = f"{stage}-{len(existing) + 1:04d}"

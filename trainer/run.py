@@ -190,7 +190,7 @@ def _resume(source, stage, st: Stage, opt, sched, scaler, checkpoints, rt: Runti
     """Restore the latest checkpoint of ``stage`` (weights, optimiser, scheduler, scaler, RNG);
     ``(epoch, step, batch_in_epoch)`` to continue from, zeros when there is none. The resumed
     run continues its version: ``run`` gets its ``version`` and ``best`` step so far."""
-    path = checkpoints.latest_checkpoint(stage)
+    path = _newest_run(checkpoints, stage)
     if path is None:
         return 0, 0, 0
     run["version"] = checkpoint_version(path)
@@ -205,6 +205,29 @@ def _resume(source, stage, st: Stage, opt, sched, scaler, checkpoints, rt: Runti
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     run["best"] = state.get("best")
     return state["epoch"], state["step"], state.get("batch_in_epoch", 0)
+
+
+def _newest_run(checkpoints, stage: str):
+    """The file of the newest run of ``stage`` (a stopped run is not in use, but resuming
+    continues it); ``latest_checkpoint`` where the store has no version list."""
+    versions = checkpoints.checkpoints(stage) if hasattr(checkpoints, "checkpoints") else None
+    if versions:
+        return checkpoints.checkpoint_path(versions[-1])
+    return checkpoints.latest_checkpoint(stage)
+
+
+def _end_run(checkpoints, stage: str, result: FitResult, logger) -> None:
+    """After a run (rank 0): a run that ended normally becomes the model in use; a stopped
+    one stays beside it (``set_model_in_use`` chooses it). Then old versions are pruned to
+    the project's keep setting (the newest N and the one in use stay)."""
+    if result.version is None or not hasattr(checkpoints, "set_model_in_use"):
+        return
+    if not result.stopped:
+        newest = checkpoints.checkpoints(stage)[-1]
+        checkpoints.set_model_in_use(stage, None if newest == result.version else result.version)
+    pruned = checkpoints.prune_checkpoints(stage, checkpoints.keep_checkpoints)
+    logger.emit("models", version=result.version, in_use=checkpoints.model_in_use(stage),
+                stopped=result.stopped, pruned=pruned)
 
 
 def _wrap(module, config, rt: Runtime):
@@ -258,7 +281,7 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
             state = _state(st, opt, sched, scaler, config, epoch=ep, step=stp, batch_in_epoch=in_epoch)
             state["best"] = run["best"]  # the run's best so far, for a resumed run
             result.version = run["version"] = checkpoints.save_checkpoint(
-                stage, state, version=run["version"], best=best)
+                stage, state, version=run["version"], best=best, use=False)
             logger.emit("checkpoint", version=result.version, epoch=ep, step=stp, best=best is not None)
         rt.barrier()
 
@@ -301,6 +324,9 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
         if writer is not None:
             writer.close()
     result.epoch, result.step = epoch, step
+    if rt.is_main:
+        _end_run(checkpoints, stage, result, logger)
+    rt.barrier()
     logger.emit("done", epoch=epoch, step=step, version=result.version, stopped=result.stopped)
     return result
 

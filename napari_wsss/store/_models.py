@@ -15,9 +15,13 @@ from pathlib import Path
 from ._checkpoints import FILE, checkpoint_versions
 from ._nodes import NodeStore
 
-__all__ = ["in_use", "set_in_use", "problem", "describe_load_error", "rollback_hint", "prune"]
+__all__ = ["in_use", "set_in_use", "problem", "describe_load_error", "rollback_hint", "prune",
+           "keep_setting", "set_keep_setting", "DEFAULT_KEEP"]
 
 _GROUP = "models"
+
+#: Checkpoint versions kept per stage (plus the one in use) when a project does not say.
+DEFAULT_KEEP = 3
 
 
 def _pins(nodes: NodeStore) -> dict:
@@ -34,6 +38,27 @@ def in_use(nodes: NodeStore, stage: str) -> str | None:
     if pinned in versions:
         return pinned
     return versions[-1] if versions else None
+
+
+def keep_setting(nodes: NodeStore) -> int:
+    """The project's "keep the last N versions per stage" setting (``DEFAULT_KEEP`` if unset)."""
+    try:
+        value = nodes.read_group(_GROUP).get("keep", DEFAULT_KEEP)
+    except FileNotFoundError:
+        return DEFAULT_KEEP
+    return value if isinstance(value, int) and value >= 1 else DEFAULT_KEEP
+
+
+def set_keep_setting(nodes: NodeStore, keep: int) -> None:
+    """Store the keep setting in ``models/zarr.json``. Call under the project lock."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"keep must be an integer of at least 1, got {keep!r}")
+    try:
+        attrs = nodes.read_group(_GROUP)
+    except FileNotFoundError:
+        attrs = {}
+    attrs["keep"] = keep
+    nodes.write_group(_GROUP, attrs)
 
 
 def set_in_use(nodes: NodeStore, stage: str, version: str | None) -> None:

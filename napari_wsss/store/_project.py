@@ -468,6 +468,7 @@ class Project:
             elif before is not None and before != version:
                 _models.set_in_use(self._nodes, stage, before)
             return version
+
     def model_in_use(self, stage: str) -> str | None:
         """Version id used for ``stage``: the one pinned by :meth:`set_model_in_use` (e.g. a
         rollback), else the newest; ``None`` when the stage has no checkpoint."""
@@ -486,6 +487,17 @@ class Project:
         """Delete old versions of ``stage``, keeping the newest ``keep`` and the one in use."""
         with self._writable():
             return _models.prune(self._nodes, stage, keep)
+
+    @property
+    def keep_checkpoints(self) -> int:
+        """Checkpoint versions kept per stage besides the one in use (project setting,
+        default 3): the trainer prunes to it at the end of every run."""
+        return _models.keep_setting(self._nodes)
+
+    def set_keep_checkpoints(self, keep: int) -> None:
+        """Change the keep setting (an integer >= 1); prunes nothing by itself."""
+        with self._writable():
+            _models.set_keep_setting(self._nodes, keep)
 
     def checkpoints(self, stage: str) -> list[str]:
         """Complete checkpoint versions (training runs) of a stage, oldest first."""

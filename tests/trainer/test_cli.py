@@ -37,7 +37,7 @@ def test_run_trains_a_project_with_loader_workers(tmp_path, capsys):
     argv = [str(project.path), "--config", str(tmp_path / "c.yaml"), "--set", "classifier.val_fraction=0.5"]
     assert run(_parse(argv)) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
-    assert [x["event"] for x in lines] == ["start", "step", "eval", "checkpoint", "done"]
+    assert [x["event"] for x in lines] == ["start", "step", "eval", "checkpoint", "models", "done"]
     assert lines[0]["images"] == 2 and lines[2]["images"] == 2 and 0 <= lines[2]["mAP"] <= 1
     assert lines[-1]["version"] == "classifier-0001" == project.checkpoints("classifier")[-1]
     assert (project.path / "runs").is_dir()
