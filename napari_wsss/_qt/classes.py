@@ -104,6 +104,18 @@ class ClassPicker(QGroupBox):
         self._rows[value] = item
         self.list.addItem(item)
 
+    def mark_needs_strokes(self, reasons: dict[int, str]) -> None:
+        """Tag the rows of classes whose image labels cannot localise them (class index ->
+        why, from `napari_wsss.informativeness.label_report`): "needs strokes" and a tooltip."""
+        for c, why in reasons.items():
+            item = self._rows.get(value_of_class(c))
+            if item is None:
+                continue
+            item.setText(item.text() + "   needs strokes")
+            item.setToolTip(f"Needs strokes: {why}, so its image labels cannot say where it is; "
+                            "paint a few strokes of it")
+            item.setForeground(QColor("#ffb74d"))
+
     def row_text(self, value: int) -> str | None:
         item = self._rows.get(value)
         return None if item is None else item.text()

@@ -102,7 +102,13 @@ class ProposalControls(QGroupBox):
         self.use_crf.setToolTip("dense CRF (Kraehenbuehl & Koltun 2011)")
         self.use_rw.setToolTip("random walk (AffinityNet, Ahn & Kwak 2018; colour affinity "
                                "until an affinity model is trained)")
-        self.threshold = _spin(0.0, 1.0, CAM_THRESHOLD, 0.05, decimals=2)
+        # its lowest value reads "auto": the project's calibration (napari_wsss.calibrate)
+        self.threshold = _spin(-0.05, 1.0, CAM_THRESHOLD, 0.05, decimals=2)
+        self.threshold.setSpecialValueText("auto")
+        self.threshold.setToolTip("Background threshold of the CAMs; 'auto': the project's "
+                                  "calibration (see below)")
+        self.calibration = QLabel("")  # the threshold in effect and where it came from
+        self.calibration.setWordWrap(True)
         self.crf_iter = _spin(1, 50, 10, 1)
         self.rw_beta = _spin(1.0, 100.0, 8.0, 1.0, decimals=1)
         self.rw_t = _spin(1, 1024, 64, 1)
@@ -128,6 +134,7 @@ class ProposalControls(QGroupBox):
         form.addRow("", self.tta)
         form.addRow("refine", stages)
         form.addRow("bg threshold", self.threshold)
+        form.addRow(self.calibration)
         form.addRow("CRF iterations", self.crf_iter)
         form.addRow("RW beta", self.rw_beta)
         form.addRow("RW t", self.rw_t)
@@ -141,7 +148,7 @@ class ProposalControls(QGroupBox):
         refine = tuple(s for s, box in boxes if box.isChecked())
         return dict(
             method=self.method.currentText(), refine=refine, tta=self.tta.isChecked(),
-            cam_threshold=self.threshold.value(),
+            cam_threshold=self.threshold_setting(),
             crf_iter=self.crf_iter.value(), rw_beta=self.rw_beta.value(), rw_t=self.rw_t.value(),
         )
 
@@ -153,11 +160,18 @@ class ProposalControls(QGroupBox):
         self.use_seg.setChecked("segmenter" in config.refine)
         self.use_explainer.setChecked("explainer" in config.refine)
         self.tta.setChecked(len(config.scales) > 1 or config.flip)
-        if not isinstance(config.cam_threshold, str):  # "auto" / a rule: the spin box keeps its value
+        if config.cam_threshold == "auto":
+            self.threshold.setValue(self.threshold.minimum())
+        elif not isinstance(config.cam_threshold, str):  # a rule name: the spin box keeps its value
             self.threshold.setValue(config.cam_threshold)
         self.crf_iter.setValue(int(config.crf.get("n_iter", 10)))
         self.rw_beta.setValue(float(config.rw.get("beta", 8.0)))
         self.rw_t.setValue(int(config.rw.get("t", 64)))
+
+    def threshold_setting(self) -> float | str:
+        """The threshold box's value, ``"auto"`` at its lowest entry."""
+        value = self.threshold.value()
+        return "auto" if value <= self.threshold.minimum() else value
 
     def set_busy(self, busy: bool) -> None:
         self.recompute_btn.setEnabled(not busy)

@@ -14,6 +14,7 @@ from typing import Callable
 from napari.qt.threading import GeneratorWorker, thread_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
+from .model_versions import ModelVersions
 from .retrain import RetrainRunner, format_progress, train_command
 from .workers import Cancelled
 
@@ -84,8 +85,24 @@ class ModelActions(QObject):
         c.cancel_retrain_requested.connect(self.stop_training)
         c.cancel_export_requested.connect(self.cancel_export)
         self.retrainer.progress.connect(lambda p: c.show_progress(p, format_progress(p)))
+        self.retrainer.progress.connect(self._note_stop)
         self.retrainer.log.connect(c.log.appendPlainText)
         self.retrainer.finished.connect(self._retrain_finished)
+        self.versions = ModelVersions()  # in use / stopped run / keep N, under the budget row
+        c.layout().insertWidget(2, self.versions)
+        self.versions.model_changed.connect(self._model_chosen)
+
+    def set_project(self, project) -> None:
+        """Show the versions of the opened project."""
+        self.versions.set_project(project)
+
+    def _model_chosen(self) -> None:
+        session = self._session()
+        if session is not None:
+            session.invalidate_pipeline()
+        text = "new proposals use the stopped run's model: " + self.versions.in_use.text().replace("\n", "; ")
+        self.controls.log.appendPlainText(text)
+        self.message.emit(text)
 
     # ------------------------------------------------------------------ retrain
     def retrain(self, stage: str = "classifier", argv: list[str] | None = None) -> None:
@@ -108,6 +125,10 @@ class ModelActions(QObject):
             self._stopped_by = why
             self.retrainer.cancel()
 
+    def _note_stop(self, p: dict) -> None:
+        if p.get("event") == "done" and p.get("stopped") and self._stopped_by is None:
+            self._stopped_by = "its step limit"  # the trainer ended early by itself
+
     def _budget_over(self) -> None:
         self.stop_training("the time budget")
 
@@ -115,16 +136,21 @@ class ModelActions(QObject):
         self.budget_timer.stop()
         self.controls.set_running(False)
         session = self._session()
+        self.versions.refresh()
+        kept = ("the model in use stays; its checkpoints are kept: \"Use stopped run's model\" "
+                "makes it the model in use" if self.versions.use_stopped_btn.isEnabled()
+                else "the model in use stays")
         if code == 0 and session is not None and self._stopped_by is None:
             session.invalidate_pipeline()
             self.controls.log.appendPlainText("training finished: new proposals use the new model")
         elif self._stopped_by is not None:
-            text = (f"training stopped by {self._stopped_by}: proposals in this session keep the "
-                    "model loaded before (the run's checkpoints stay in the project)")
+            text = f"training stopped by {self._stopped_by}: {kept}"
             self.controls.log.appendPlainText(text)
             self.message.emit(text)
         else:
-            self.controls.log.appendPlainText(f"training failed (exit code {code})")
+            text = f"training failed (exit code {code}): {kept}"
+            self.controls.log.appendPlainText(text)
+            self.message.emit(text)
 
     # ------------------------------------------------------------------ export
     def export(self, out_dir, *, format: str | None = None,

@@ -116,7 +116,8 @@ def config_from_settings(config, settings: dict):
         The current config (its other fields are kept); None starts from the defaults.
     settings : dict
         ``method``; ``refine`` (tuple of stages); ``tta`` (bool: the default multi-scale
-        + flip test-time augmentation, else one pass at scale 1); ``cam_threshold``;
+        + flip test-time augmentation, else one pass at scale 1); ``cam_threshold`` (a
+        number or ``"auto"``: the project's calibration);
         ``crf_iter`` (mean-field iterations); ``rw_beta`` and ``rw_t`` (random-walk
         affinity exponent and number of steps).
     """
@@ -129,8 +130,10 @@ def config_from_settings(config, settings: dict):
     tta = dict(scales=default.scales, flip=default.flip) if settings.get("tta", True) else \
         dict(scales=(1.0,), flip=False)
     return PipelineConfig.from_dict({
-        **base, "method": settings["method"], "refine": list(settings["refine"]),
-        "cam_threshold": float(settings["cam_threshold"]), "crf": crf, "rw": rw, **tta,
+        # the panel's stage boxes start from the calibration (`project_info.show_calibration`)
+        # and then decide: a stage ticked by the annotator runs
+        **base, "method": settings["method"], "refine": list(settings["refine"]), "apply_calibration": False,
+        "cam_threshold": t if isinstance(t := settings["cam_threshold"], str) else float(t), "crf": crf, "rw": rw, **tta,
     })
 
 

@@ -24,6 +24,7 @@ from .layers import HEATMAP_ALL, HEATMAP_OFF, STAGE_TITLES, LayerSet
 from .navigation import NavigationPanel
 from .project_panel import ProjectPanel
 from .model_actions import ModelActions
+from .project_info import project_opened
 from .session import AnnotationSession, config_from_settings, default_config
 from .workers import BackgroundIO, proposal_worker
 
@@ -175,6 +176,7 @@ class AnnotationWidget(QWidget):
         self.project_panel.set_project(project.path)
         self.picker.set_classes(project.classes, background=bg)
         self.nav.set_choices(project.STATUSES, project.classes, background=bg)
+        project_opened(self, project)  # calibration, classes needing strokes, model versions
         self._refresh_list()
         start = self.session.resume_id(self._visible_ids())
         if start is not None:
