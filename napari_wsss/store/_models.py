@@ -16,7 +16,7 @@ from ._checkpoints import FILE, checkpoint_versions
 from ._nodes import NodeStore
 
 __all__ = ["in_use", "set_in_use", "problem", "describe_load_error", "rollback_hint", "prune",
-           "keep_setting", "set_keep_setting", "DEFAULT_KEEP"]
+           "keep_setting", "set_keep_setting", "DEFAULT_KEEP", "pin"]
 
 _GROUP = "models"
 
@@ -59,6 +59,12 @@ def set_keep_setting(nodes: NodeStore, keep: int) -> None:
         attrs = {}
     attrs["keep"] = keep
     nodes.write_group(_GROUP, attrs)
+
+
+def pin(nodes: NodeStore, stage: str, version: str) -> None:
+    """Pin ``version`` unless it already is (no write then). Call under the project lock."""
+    if _pins(nodes).get(stage) != version:
+        set_in_use(nodes, stage, version)
 
 
 def set_in_use(nodes: NodeStore, stage: str, version: str | None) -> None:

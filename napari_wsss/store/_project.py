@@ -462,11 +462,12 @@ class Project:
         """
         with self._writable():
             before = _models.in_use(self._nodes, stage)
+            if not use and before is not None and before != version:
+                # pinned before the new version exists: a process killed mid-save leaves it in use
+                _models.pin(self._nodes, stage, before)
             version = ckpt.save_checkpoint(self._nodes, stage, state, self.classes, version=version, best=best)
             if use:
                 _models.set_in_use(self._nodes, stage, None)
-            elif before is not None and before != version:
-                _models.set_in_use(self._nodes, stage, before)
             return version
 
     def model_in_use(self, stage: str) -> str | None:
