@@ -62,20 +62,30 @@ class NewProjectDialog(QDialog):
         self.csv = _PathRow(directory=False, filter="CSV (*.csv)")
         self.out = _PathRow(directory=False, save=True, filter="Project (*.zarr)")
         self.background = QCheckBox("add a background class")
+        self.background_class = QLineEdit()
+        self.background_class.setPlaceholderText("e.g. null (as `ingest --background-class`)")
+        self.background_class.setToolTip("The labels table's column (or the sub-folder) that is the "
+                                         "background; it becomes class 0 'background'. Implies a "
+                                         "background class")
+        self.background_class.textChanged.connect(
+            lambda t: t.strip() and self.background.setChecked(True))
         form = QFormLayout(self)
         form.addRow("Images folder", self.folder)
         form.addRow("Labels CSV (optional)", self.csv)
         form.addRow("Project (.zarr)", self.out)
         form.addRow(self.background)
+        form.addRow("Background class in the labels", self.background_class)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
 
-    def values(self) -> tuple[str, str, str, bool]:
-        """Images folder, labels CSV ("" for folder-per-class), project path, background."""
-        return self.folder.path(), self.csv.path(), self.out.path(), self.background.isChecked()
+    def values(self) -> tuple[str, str, str, bool | str]:
+        """Images folder, labels CSV ("" for folder-per-class), project path, background
+        (the background class's name in the labels when given, else whether to add one)."""
+        name = self.background_class.text().strip()
+        return self.folder.path(), self.csv.path(), self.out.path(), name or self.background.isChecked()
 
 
 class ProjectPanel(QWidget):
@@ -85,12 +95,13 @@ class ProjectPanel(QWidget):
     -------
     open_requested(str)
         A project path to open.
-    create_requested(str, str, str, bool)
-        Images folder, labels CSV ("" = one sub-folder per class), project path, background.
+    create_requested(str, str, str, object)
+        Images folder, labels CSV ("" = one sub-folder per class), project path, background
+        (bool, or the name of the labels' background class).
     """
 
     open_requested = Signal(str)
-    create_requested = Signal(str, str, str, bool)
+    create_requested = Signal(str, str, str, object)
 
     def __init__(self, parent=None):
         super().__init__(parent)

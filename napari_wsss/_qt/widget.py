@@ -182,18 +182,21 @@ class AnnotationWidget(QWidget):
         if start is not None:
             self.show_image(start)
 
-    def create_project(self, folder: str, csv: str, out: str, background: bool = False):
+    def create_project(self, folder: str, csv: str, out: str, background: bool | str = False):
         """Ingest an image folder (+ labels CSV, or one sub-folder per class) into a project
-        at ``out`` (new or existing), open it, and return the ingest report."""
+        at ``out`` (new or existing), open it, and return the ingest report. ``background``:
+        add a background class, or the labels' background class name (``--background-class``)."""
         from napari_wsss.ingest import ingest_folder
 
         report = ingest_folder(Path(out), Path(folder), Path(csv) if csv else None,
-                               background=background)
+                               background=bool(background),
+                               background_class=background if isinstance(background, str) else None)
         self.open_project(report.project)
         problems = [f"{i.where}: {i.message}" for i in (*report.errors, *report.warnings)]
         self.message.setText(
             f"added {len(report.added)} images, {len(report.errors)} errors, "
             f"{len(report.warnings)} warnings" + ("\n" + "\n".join(problems[:5]) if problems else "")
+            + (f"\n{report.background_note}" if report.background_note else "")
         )
         return report
 

@@ -119,3 +119,31 @@ def test_classes_that_need_strokes_are_marked(make_napari_viewer, tmp_path):
     assert "labelled on 100 % of the images" in sky.toolTip()
     for value in (1, 2, 3):
         assert "needs strokes" not in widget.picker._rows[value].text()
+
+
+def test_new_project_dialog_takes_the_labels_background_class(make_napari_viewer, tmp_path, synthetic_image):
+    """As `ingest --background-class null`: the table's "null" column becomes class 0."""
+    from PIL import Image as PILImage
+
+    from napari_wsss._qt.project_panel import NewProjectDialog
+
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("x1", "x2"):
+        PILImage.fromarray(synthetic_image(rng)).save(folder / f"{name}.png")
+    (tmp_path / "labels.csv").write_text("id,cat,null,dog\nx1,1,1,0\nx2,0,1,1\n")
+    widget = AnnotationWidget(make_napari_viewer())
+    dlg = NewProjectDialog()
+    dlg.folder.edit.setText(str(folder))
+    dlg.csv.edit.setText(str(tmp_path / "labels.csv"))
+    dlg.out.edit.setText(str(tmp_path / "new.zarr"))
+    assert not dlg.background.isChecked()
+    dlg.background_class.setText("null")
+    assert dlg.background.isChecked()  # a background class name implies a background class
+    widget.project_panel.create_requested.emit(*dlg.values())
+    assert widget.session.classes == ["background", "cat", "dog"]
+    assert widget.session.project.background == 0
+    assert 1 in widget.session.image_labels("x1") and 2 not in widget.session.image_labels("x1")
+    assert 2 in widget.session.image_labels("x2") and 1 not in widget.session.image_labels("x2")
+    assert "null" in widget.message.text()
