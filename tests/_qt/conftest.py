@@ -33,6 +33,17 @@ def project(tmp_path):
     return p
 
 
+def image_folder(folder, names, seed=1):
+    """Write `make_image` PNGs ``<name>.png`` into ``folder`` (created); returns the folder."""
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for name in names:
+        PILImage.fromarray(make_image(rng)).save(folder / f"{name}.png")
+    return folder
+
+
 @pytest.fixture
 def synthetic_image():
     """``synthetic_image(rng, shape=(48, 64))`` -> the RGB test image of `make_image`."""

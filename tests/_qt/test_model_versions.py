@@ -7,7 +7,7 @@ from napari_wsss._qt import AnnotationWidget
 from napari_wsss._qt.retrain import train_command
 from napari_wsss.pipeline import PipelineConfig
 
-from conftest import make_image
+from conftest import image_folder, make_image
 
 
 def _tiny(project, epochs):
@@ -121,17 +121,11 @@ def test_classes_that_need_strokes_are_marked(make_napari_viewer, tmp_path):
         assert "needs strokes" not in widget.picker._rows[value].text()
 
 
-def test_new_project_dialog_takes_the_labels_background_class(make_napari_viewer, tmp_path, synthetic_image):
+def test_new_project_dialog_takes_the_labels_background_class(make_napari_viewer, tmp_path):
     """As `ingest --background-class null`: the table's "null" column becomes class 0."""
-    from PIL import Image as PILImage
-
     from napari_wsss._qt.project_panel import NewProjectDialog
 
-    rng = np.random.default_rng(1)
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for name in ("x1", "x2"):
-        PILImage.fromarray(synthetic_image(rng)).save(folder / f"{name}.png")
+    folder = image_folder(tmp_path / "imgs", ("x1", "x2"))
     (tmp_path / "labels.csv").write_text("id,cat,null,dog\nx1,1,1,0\nx2,0,1,1\n")
     widget = AnnotationWidget(make_napari_viewer())
     dlg = NewProjectDialog()

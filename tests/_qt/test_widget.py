@@ -272,11 +272,9 @@ def test_panel_opened_after_the_reader_adopts(make_napari_viewer, qtbot, project
 def test_create_project_from_folder_and_csv(make_napari_viewer, qtbot, tmp_path, synthetic_image):
     from PIL import Image as PILImage
 
-    rng = np.random.default_rng(1)
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for name in ("x1", "x2"):
-        PILImage.fromarray(synthetic_image(rng)).save(folder / f"{name}.png")
+    from conftest import image_folder
+
+    folder = image_folder(tmp_path / "imgs", ("x1", "x2"))
     (tmp_path / "labels.csv").write_text("id,cat,dog\nx1,1,0\nx2,1,1\n")
     viewer = make_napari_viewer()
     widget = AnnotationWidget(viewer)
