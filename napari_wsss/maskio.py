@@ -18,7 +18,7 @@ import numpy as np
 from napari_wsss.atomic import atomic_write
 from napari_wsss.colors import class_colors, mask_palette, voc_palette
 from napari_wsss.conventions import IGNORE
-from napari_wsss.io import TIFF_SUFFIXES
+from napari_wsss.io import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, ImageReadError, decode_image
 
 __all__ = ["MASK_EXTENSIONS", "write_mask_file", "read_mask_file", "write_ome_zarr"]
 
@@ -87,13 +87,19 @@ def write_mask_file(path, mask, *, n_classes: int, background: int | None = None
     return path
 
 
-def read_mask_file(path) -> np.ndarray:
+def read_mask_file(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a mask of class indices (``255`` = void).
+
+    Decoded by :func:`napari_wsss.io.decode_image` with palette indices kept and TIFF
+    stacks allowed; this function only checks that the file holds class indices.
 
     Parameters
     ----------
     path : str or Path
         Indexed or grayscale PNG, or TIFF, holding class indices (not colours).
+    max_pixels : int or None
+        Refuse masks with more pixels than this (all pages of a stack), before decoding;
+        ``None``: no limit. As ``read_image``'s.
 
     Returns
     -------
@@ -103,34 +109,19 @@ def read_mask_file(path) -> np.ndarray:
     Raises
     ------
     ValueError
-        Naming the file when it holds colours (RGB) or values outside ``0..255``.
+        Naming the file when it cannot be read, holds colours (RGB) or values outside
+        ``0..255``; ``FileNotFoundError`` when there is no such file.
     """
     path = Path(path)
-    ext = _check_extension(path)
-    if ext == ".png":
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                mode = im.mode
-                if mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
-                    raise ValueError(f"{path}: mask is a {mode} colour image; expected class "
-                                     "indices (grayscale or indexed PNG, 255 = void)")
-                arr = np.asarray(im)
-        except (OSError, SyntaxError) as err:
-            raise ValueError(f"{path}: cannot read mask: {err}") from None
-    else:
-        import tifffile
-
-        try:
-            arr = tifffile.imread(path)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: cannot read mask: {err}") from None
-        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-            raise ValueError(f"{path}: mask of shape {arr.shape} looks like a colour image; "
-                             "expected class indices (255 = void)")
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
+    _check_extension(path)
+    try:
+        arr, axes = decode_image(path, indices=True, stacks=True, max_pixels=max_pixels)
+    except ImageReadError as err:
+        raise ImageReadError(path, f"cannot read mask: {err.problem}") from None
+    if axes.endswith("C"):
+        mode = {2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]]
+        raise ValueError(f"{path}: mask is a {mode} colour image (shape {arr.shape}); expected class "
+                         "indices (grayscale or indexed PNG / TIFF, 255 = void)")
     if arr.dtype.kind not in "iu":
         raise ValueError(f"{path}: mask has dtype {arr.dtype}; expected integer class indices")
     if arr.size and (arr.min() < 0 or arr.max() > IGNORE):
