@@ -34,6 +34,14 @@ def _check_extension(path: Path) -> str:
     return ext
 
 
+def _check_classes(path: Path, mask: np.ndarray, n_classes: int) -> None:
+    """Refuse a mask holding a class index ``>= n_classes`` (other than ``255`` = void)."""
+    bad = (mask >= n_classes) & (mask != IGNORE)
+    if bad.any():
+        raise ValueError(f"{path}: mask holds class {int(mask[bad].max())} but there are only "
+                         f"{n_classes} classes (0..{n_classes - 1}, 255 = void)")
+
+
 def write_mask_file(path, mask, *, n_classes: int, background: int | None = None) -> Path:
     """Write class indices as an indexed PNG or a palette TIFF (atomically).
 
@@ -66,10 +74,7 @@ def write_mask_file(path, mask, *, n_classes: int, background: int | None = None
             raise ValueError(f"{path}: mask must hold class indices 0..254 or 255 (void) as uint8, "
                              f"got dtype {arr.dtype}")
         arr = arr.astype(np.uint8)
-    bad = (arr >= n_classes) & (arr != IGNORE)
-    if bad.any():
-        raise ValueError(f"{path}: mask holds class {int(arr[bad].max())} but there are only "
-                         f"{n_classes} classes (0..{n_classes - 1}, 255 = void)")
+    _check_classes(path, arr, n_classes)
     palette = mask_palette(min(n_classes, IGNORE), background=background)
     path.parent.mkdir(parents=True, exist_ok=True)
     if ext == ".png":
@@ -181,10 +186,7 @@ def write_ome_zarr(path, image, mask, *, name: str, classes, background: int | N
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.shape != img.shape[:2] or img.ndim not in (2, 3):
         raise ValueError(f"{path}: mask of shape {mask.shape} does not fit image of shape {img.shape}")
-    bad = (mask >= len(classes)) & (mask != IGNORE)
-    if bad.any():
-        raise ValueError(f"{path}: mask holds class {int(mask[bad].max())} but there are only "
-                         f"{len(classes)} classes")
+    _check_classes(path, mask, len(classes))
     data, axes = (img, "yx") if img.ndim == 2 else (np.moveaxis(img, -1, 0), "cyx")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

@@ -114,3 +114,14 @@ def test_colour_mask_tiff_and_missing_file(tmp_path):
         read_mask_file(tmp_path / "c.tif")
     with pytest.raises(FileNotFoundError, match=r"gone\.png: no such file"):
         read_mask_file(tmp_path / "gone.png")
+
+
+def test_ome_zarr_refuses_classes_beyond_the_list_and_writes_nothing(tmp_path):
+    from napari_wsss.maskio import write_ome_zarr
+
+    image = np.zeros((2, 3, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"m\.ome\.zarr: mask holds class 2 but there are only 2 classes "
+                                         r"\(0\.\.1, 255 = void\)"):
+        write_ome_zarr(tmp_path / "m.ome.zarr", image, np.array([[0, 2, 255], [1, 1, 0]], np.uint8),
+                       name="corrected", classes=["a", "b"])
+    assert list(tmp_path.iterdir()) == []
