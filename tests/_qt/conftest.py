@@ -33,7 +33,7 @@ def project(tmp_path):
     return p
 
 
-def image_folder(folder, names, seed=1):
+def write_image_folder(folder, names, seed=1):
     """Write `make_image` PNGs ``<name>.png`` into ``folder`` (created); returns the folder."""
     from PIL import Image as PILImage
 
@@ -42,6 +42,12 @@ def image_folder(folder, names, seed=1):
     for name in names:
         PILImage.fromarray(make_image(rng)).save(folder / f"{name}.png")
     return folder
+
+
+@pytest.fixture
+def image_folder():
+    """``image_folder(folder, names, seed=1)``: `write_image_folder`."""
+    return write_image_folder
 
 
 @pytest.fixture

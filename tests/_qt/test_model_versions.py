@@ -7,7 +7,6 @@ from napari_wsss._qt import AnnotationWidget
 from napari_wsss._qt.retrain import train_command
 from napari_wsss.pipeline import PipelineConfig
 
-from conftest import image_folder, make_image
 
 
 def _tiny(project, epochs):
@@ -59,7 +58,7 @@ def test_stopped_run_is_not_used_until_the_annotator_chooses_it(make_napari_view
     assert type(project).open(project.path, "r").keep_checkpoints == 1
 
 
-def _background_project(tmp_path, labels):
+def _background_project(tmp_path, make_image, labels):
     from napari_wsss.store import Project
 
     rng = np.random.default_rng(0)
@@ -69,8 +68,9 @@ def _background_project(tmp_path, labels):
     return p
 
 
-def test_calibration_is_shown_and_a_stage_it_turned_off_is_unticked(make_napari_viewer, tmp_path):
-    p = _background_project(tmp_path, {"a": [1], "b": [2], "c": [1, 2]})
+def test_calibration_is_shown_and_a_stage_it_turned_off_is_unticked(make_napari_viewer, tmp_path,
+                                                                    synthetic_image):
+    p = _background_project(tmp_path, synthetic_image, {"a": [1], "b": [2], "c": [1, 2]})
     p.write_calibration({
         "background": 0, "cam_threshold": 0.65,
         "threshold_source": "corrections: best of 9 thresholds on 900 corrected pixels of 3 images",
@@ -100,18 +100,18 @@ def test_calibration_is_shown_and_a_stage_it_turned_off_is_unticked(make_napari_
     assert pc.threshold.text() == "auto"
 
 
-def test_uncalibrated_and_no_background_projects(make_napari_viewer, tmp_path, project):
+def test_uncalibrated_and_no_background_projects(make_napari_viewer, tmp_path, project, synthetic_image):
     widget = AnnotationWidget(make_napari_viewer())
     widget.open_project(project.path)
     assert widget.proposal_controls.calibration.text() == "no background class: no threshold"
-    widget.open_project(_background_project(tmp_path, {"a": [1], "b": [2]}).path)
+    widget.open_project(_background_project(tmp_path, synthetic_image, {"a": [1], "b": [2]}).path)
     assert widget.proposal_controls.calibration.text().endswith("(not calibrated yet)")
     assert widget.proposal_controls.use_crf.isChecked()
 
 
-def test_classes_that_need_strokes_are_marked(make_napari_viewer, tmp_path):
+def test_classes_that_need_strokes_are_marked(make_napari_viewer, tmp_path, synthetic_image):
     # "sky" on every image: its image labels cannot localise it; the others on half of them
-    p = _background_project(tmp_path, {"a": [1, 3], "b": [2, 3], "c": [1, 3], "d": [2, 3]})
+    p = _background_project(tmp_path, synthetic_image, {"a": [1, 3], "b": [2, 3], "c": [1, 3], "d": [2, 3]})
     widget = AnnotationWidget(make_napari_viewer())
     widget.open_project(p.path)
     sky = widget.picker._rows[4]  # layer value of class 3
@@ -121,7 +121,7 @@ def test_classes_that_need_strokes_are_marked(make_napari_viewer, tmp_path):
         assert "needs strokes" not in widget.picker._rows[value].text()
 
 
-def test_new_project_dialog_takes_the_labels_background_class(make_napari_viewer, tmp_path):
+def test_new_project_dialog_takes_the_labels_background_class(make_napari_viewer, tmp_path, image_folder):
     """As `ingest --background-class null`: the table's "null" column becomes class 0."""
     from napari_wsss._qt.project_panel import NewProjectDialog
 

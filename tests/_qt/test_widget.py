@@ -269,10 +269,8 @@ def test_panel_opened_after_the_reader_adopts(make_napari_viewer, qtbot, project
         "image", "heatmap: no CAMs stored", "proposal: none", "corrections"]
 
 
-def test_create_project_from_folder_and_csv(make_napari_viewer, qtbot, tmp_path, synthetic_image):
+def test_create_project_from_folder_and_csv(make_napari_viewer, qtbot, tmp_path, image_folder):
     from PIL import Image as PILImage
-
-    from conftest import image_folder
 
     folder = image_folder(tmp_path / "imgs", ("x1", "x2"))
     (tmp_path / "labels.csv").write_text("id,cat,dog\nx1,1,0\nx2,1,1\n")
