@@ -181,12 +181,9 @@ class Pipeline:
 
     def threshold(self, cams: np.ndarray) -> float:
         """The background threshold of an image with normalised CAMs ``cams`` (K, H, W)."""
-        from .refine.threshold import DEFAULT_RULE, image_threshold
+        from .refine.threshold import resolve_threshold
 
-        t = self.config.cam_threshold
-        if t == "auto":
-            t = (self.calibration or {}).get("cam_threshold") or DEFAULT_RULE
-        return image_threshold(cams, t) if isinstance(t, str) else float(t)
+        return resolve_threshold(self.config.cam_threshold, cams, self.calibration)
 
     # -- CAMs ------------------------------------------------------------------------
     def _rule(self, model):

@@ -123,7 +123,10 @@ class StrokePropagator(QObject):
         else:  # no CAMs stored yet: a flat prior over the image's labels
             classes = view.labels
             cams = np.ones((len(classes), max(1, h // 8), max(1, w // 8)), np.float32)
-        threshold = getattr(session.config, "cam_threshold", 0.25) if session.config is not None else 0.25
+        from ..refine.threshold import resolve_threshold
+
+        threshold = resolve_threshold(getattr(session.config, "cam_threshold", "auto"), np.clip(cams, 0.0, 1.0),
+                                      session.project.read_calibration())  # "auto": the calibration's
         return SeededRefiner(view.image, np.clip(cams, 0.0, 1.0), classes,
                              background=session.project.background, threshold=threshold, **self.refine_kwargs)
 

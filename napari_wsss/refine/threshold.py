@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["THRESHOLD_RULES", "DEFAULT_RULE", "threshold_by_rule", "image_threshold"]
+__all__ = ["THRESHOLD_RULES", "DEFAULT_RULE", "threshold_by_rule", "image_threshold", "resolve_threshold"]
 
 #: Rules for a background threshold without corrections. ``image-*`` rules give every image
 #: its own threshold from its own CAMs; the others one threshold from all the CAMs given.
@@ -63,3 +63,12 @@ def threshold_by_rule(rule: str, cams_list: Sequence[np.ndarray]) -> float:
 def image_threshold(cams: np.ndarray, rule: str = DEFAULT_RULE) -> float:
     """The background threshold of one image's normalised CAMs under ``rule``."""
     return threshold_by_rule(rule, [cams])
+
+
+def resolve_threshold(setting, cams: np.ndarray, calibration: dict | None = None) -> float:
+    """The background threshold of one image: ``setting`` is a number, a rule name of
+    :data:`THRESHOLD_RULES` (computed on ``cams``, normalised ``(K, H, W)``) or ``"auto"``
+    (the project's ``calibration["cam_threshold"]``, else :data:`DEFAULT_RULE`)."""
+    if setting == "auto":
+        setting = (calibration or {}).get("cam_threshold") or DEFAULT_RULE
+    return image_threshold(cams, setting) if isinstance(setting, str) else float(setting)

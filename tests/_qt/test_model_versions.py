@@ -68,7 +68,7 @@ def _background_project(tmp_path, make_image, labels):
     return p
 
 
-def test_calibration_is_shown_and_a_stage_it_turned_off_is_unticked(make_napari_viewer, tmp_path,
+def test_calibration_is_shown_and_a_stage_it_turned_off_is_unticked(make_napari_viewer, qtbot, tmp_path,
                                                                     synthetic_image):
     p = _background_project(tmp_path, synthetic_image, {"a": [1], "b": [2], "c": [1, 2]})
     p.write_calibration({
@@ -77,10 +77,14 @@ def test_calibration_is_shown_and_a_stage_it_turned_off_is_unticked(make_napari_
         "refine_off": {"crf": "lowers mIoU on the corrected pixels"},
         "evidence": {"stages": {"cam": 0.61, "crf": 0.582, "rw": 0.64}},
     })
+    p.write_cams("a", "gradcam", np.random.default_rng(2).random((1, 12, 16)).astype(np.float32), [1],
+                 model_version="v")
     widget = AnnotationWidget(make_napari_viewer())
     pc = widget.proposal_controls
     assert pc.threshold.text() == "auto"  # the pipeline default is "auto", the box says so
     widget.open_project(p.path)
+    # stroke propagation resolves "auto" too (it once failed to convert "auto" to a number)
+    qtbot.waitUntil(lambda: widget.strokes._refiner is not None, timeout=60000)
     assert pc.calibration.text() == ("auto = 0.65, from corrections: best of 9 thresholds on 900 "
                                      "corrected pixels of 3 images")
     assert not pc.use_crf.isChecked()
