@@ -270,7 +270,7 @@ def _fit(source, stage, config, scfg, rt: Runtime, checkpoints, log_dir, stream)
     writer, run_dir = _open_log(source, stage, config, rt, log_dir)
     logger = ProgressLogger(stage, total, epochs=scfg.epochs, writer=writer, stream=stream,
                             every=config.log_every, enabled=rt.is_main)
-    result = FitResult(stage, epoch=epoch, step=step, log_dir=str(run_dir) if run_dir else None)
+    result = FitResult(stage, version=run["version"], epoch=epoch, step=step, log_dir=str(run_dir) if run_dir else None)
     logger.emit("start", epoch=epoch, epochs=scfg.epochs, step=step, steps=total,
                 images=n, world_size=rt.world_size, device=str(rt.device), log_dir=result.log_dir)
 

@@ -70,3 +70,16 @@ def test_keep_setting_is_checked(tmp_path):
             project.set_keep_checkpoints(bad)
     project.set_keep_checkpoints(5)
     assert project.keep_checkpoints == 5
+
+
+def test_resuming_a_run_killed_after_its_last_epoch_makes_it_the_model_in_use(tmp_path):
+    """A run killed between its last save and its end (Stop, SIGTERM) is complete but not in
+    use; ``--resume`` has nothing left to train and ends it normally."""
+    project = to_project(synthetic_source(4), tmp_path / "proj")
+    first, _ = _train(project)
+    state = project.load_checkpoint("classifier")  # as the killed run saved its last epoch
+    killed = project.save_checkpoint("classifier", state, use=False)
+    assert project.model_in_use("classifier") == first.version
+    resumed, [ev] = _train(project, resume=True)
+    assert resumed.version == killed and not resumed.stopped and resumed.losses == []
+    assert project.model_in_use("classifier") == killed == ev["in_use"]
