@@ -11,6 +11,7 @@ import torch
 from _msrc import read_gt, split_ids, split_project
 from quality import _cached, _digest, _log, _Scores, _train_stage, _version
 
+from napari_wsss.device import choose_device
 from napari_wsss.models import load_classifier, to_tensor
 from napari_wsss.pipeline import Pipeline, PipelineConfig
 from trainer.classifier import MeanAveragePrecision
@@ -38,7 +39,7 @@ def _corrected_project(path, train_ids, corrected):
 
 def _score_run(train_proj, test_proj, test_ids, *, cfg, cache_root) -> dict:
     """Classifier mAP and CAM+TTA / +CRF mIoU of one trained project on the test split."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = choose_device()
     classes = list(test_proj.classes)
     model = load_classifier(train_proj, device, classes=classes)
     version = _version(train_proj)

@@ -41,6 +41,7 @@ from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from napari_wsss import cams
+from napari_wsss.device import choose_device
 import napari_wsss.cams._hooks  # noqa: F401  (LayerCapture, to count constant channels)
 from napari_wsss.models import build_torchvision_model
 
@@ -205,7 +206,7 @@ def main() -> None:
     ap.add_argument("--their-score-batch", type=int, default=16, help="pytorch-grad-cam's (its default: 16)")
     ap.add_argument("--skip-score", action="store_true")
     args = ap.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = choose_device()
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch of 1 image\n")
     print(HEADER)
     for line in gradient_family("resnet50", args.size, args.labels, args.repeats, True, device):

@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import add_data_argument  # noqa: E402
 from _msrc import msrc_root, read_gt, split_ids, split_project, use_data  # noqa: E402
 
+from napari_wsss.device import choose_device  # noqa: E402
 from napari_wsss.evaluate import evaluate_project  # noqa: E402
 from napari_wsss.metrics import confusion_matrix, segmentation_scores  # noqa: E402
 from napari_wsss.models import load_segmenter, predict_segmenter, to_tensor  # noqa: E402
@@ -155,7 +156,7 @@ def _configs(args) -> tuple[PipelineConfig, PipelineConfig]:
 
 def _prelabel_train(project, cfg: PipelineConfig, cache: Path, gt_scores: bool = False) -> None:
     """Proposals for the training split itself (what ``train --stage all`` does between stages)."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = choose_device()
     pipe = _cached(Pipeline.from_project(project, cfg, device=device), cache, _version(project))
     t = time.perf_counter()
     report = prelabel(project, pipeline=pipe, force=True, progress=False)
@@ -260,7 +261,7 @@ def _weak_chain(args, train_proj, full_cfg: PipelineConfig, cache: Path) -> None
 
 
 def _evaluate(args, train_proj, test_proj, test_ids) -> dict:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = choose_device()
     classes = list(test_proj.classes)
     single_cfg, full_cfg = _configs(args)
     version, cache = _version(train_proj), Path(args.work) / "cams"
@@ -308,7 +309,7 @@ def _evaluate(args, train_proj, test_proj, test_ids) -> dict:
 
 def _evaluate_segmenter(res: dict, seg_proj, test_proj, test_ids) -> None:
     """Add the supervised segmenter's scores (labels given / free) to ``res``."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = choose_device()
     seg = load_segmenter(seg_proj, device, classes=list(test_proj.classes))
     t = time.perf_counter()
     for image_id in test_ids:

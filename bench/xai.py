@@ -34,6 +34,7 @@ from _data import add_data_argument  # noqa: E402
 from _msrc import read_gt, split_ids, split_project, use_data  # noqa: E402
 
 from napari_wsss.cams import masked_confidences  # noqa: E402
+from napari_wsss.device import choose_device  # noqa: E402
 from napari_wsss.metrics import confusion_matrix, segmentation_scores, xai_scores  # noqa: E402
 from napari_wsss.models import load_classifier, load_explainer, to_tensor  # noqa: E402
 from napari_wsss.pipeline import EXPLAINER, Pipeline, PipelineConfig  # noqa: E402
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     use_data(args.data)
     torch.set_num_threads(args.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = choose_device()
     _, test_ids = split_ids(test_fraction=args.test_fraction, seed=args.seed, subset=args.subset)
     test_proj = split_project(Path(args.work) / f"test-s{args.seed}-n{len(test_ids)}", test_ids)
     project = Project.open(args.project, "r")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["IMAGE_EXTENSIONS", "TIFF_SUFFIXES", "DEFAULT_MAX_PIXELS", "ImageReadError", "read_image",
-           "is_image_file"]
+           "decode_image", "is_image_file"]
 
 #: File name extensions ``read_image`` accepts (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -54,8 +54,9 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarr
     -------
     ndarray, shape (H, W) or (H, W, C) with C in 2..4
         Grayscale images are 2-D (a single channel axis is dropped); dtype as in the file
-        (uint8, uint16, int32, float32...); palette images are expanded to RGB(A), 1-bit
-        images to uint8 0/255. TIFF planes stored channel-first ``(C, H, W)`` are moved last.
+        (uint8, uint16, int32, float32...); palette images (PNG, GIF-style TIFF) are
+        expanded to RGB(A), 1-bit images to uint8 0/255. TIFF planes stored channel-first
+        ``(C, H, W)`` are moved last.
 
     Raises
     ------
@@ -64,6 +65,42 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarr
     ImageReadError
         Unsupported extension, empty, truncated or corrupt file, not an image, more than
         ``max_pixels`` pixels, or dimensions other than ``(H, W[, C])``.
+    """
+    return decode_image(path, max_pixels=max_pixels)[0]
+
+
+def decode_image(path, *, indices: bool = False, stacks: bool = False,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
+    """Decode an image file: the one PNG / JPEG / TIFF / BMP decoder of the package.
+
+    :func:`read_image` (pictures) and :func:`napari_wsss.maskio.read_mask_file` (class
+    indices) both read through it; they differ only in the switches.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file with one of :data:`IMAGE_EXTENSIONS`.
+    indices : bool
+        The file holds labels, not colours: palette images give their palette indices
+        (PNG mode ``P``, palette TIFF) and 1-bit images 0/1. ``False``: palettes are
+        expanded to RGB(A) and 1-bit images become 0/255.
+    stacks : bool
+        Accept multi-page TIFF stacks (returned with a leading page axis ``N``); ``False``
+        refuses them ("unsupported dimensions").
+    max_pixels : int or None
+        Refuse files with more pixels than this (height x width, times the pages of an
+        accepted stack), from the header, before decoding; ``None``: no limit.
+
+    Returns
+    -------
+    (ndarray, str)
+        The array and its axes: ``"YX"``, ``"YXC"`` (C in 2..4, channels last), and with
+        ``stacks`` also ``"NYX"`` / ``"NYXC"``. A single channel axis is dropped.
+
+    Raises
+    ------
+    FileNotFoundError, ImageReadError
+        As :func:`read_image`.
     """
     path = Path(path)
     if not path.exists():
@@ -77,11 +114,17 @@ def read_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarr
         )
     if path.stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
-    image = _read_tiff(path, max_pixels) if ext in TIFF_SUFFIXES else _read_pillow(path, max_pixels)
-    return _check_dims(path, image)
+    if ext in TIFF_SUFFIXES:
+        image, axes = _read_tiff(path, max_pixels, indices=indices, stacks=stacks)
+    else:
+        image = _read_pillow(path, max_pixels, indices=indices)
+        axes = "YX" if image.ndim == 2 else "YXC"
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * (1 if indices else 255)
+    return _check_dims(path, image, axes)
 
 
-def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray:
+def _read_tiff(path: Path, max_pixels: int | None, *, indices: bool, stacks: bool) -> tuple[np.ndarray, str]:
     import tifffile
 
     try:
@@ -89,17 +132,34 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray:
             if not tif.series:
                 raise ImageReadError(path, "TIFF file without image data")
             series = tif.series[0]
-            plane = [n for n, ax in zip(series.shape, series.axes) if ax in "YX"]
-            _check_pixels(path, int(np.prod(plane if len(plane) == 2 else series.shape)), max_pixels)
+            shape, tiff_axes = tuple(series.shape), series.axes
+            plane = [n for n, ax in zip(shape, tiff_axes) if ax in "YX"]
+            if stacks:  # every page is decoded
+                plane = [n for n, ax in zip(shape, tiff_axes) if ax not in "CS"]
+            _check_pixels(path, int(np.prod(plane if len(plane) >= 2 else shape)), max_pixels)
             image = series.asarray()
-            axes = series.axes
+            page = series.pages[0] if series.pages else None
+            colormap = None if indices or page is None or page.photometric != 3 else page.colormap
     except ImageReadError:
         raise
     except (tifffile.TiffFileError, ValueError, OSError, struct.error, EOFError) as err:
         raise ImageReadError(path, f"not a readable TIFF image (truncated or corrupt?): {err}") from None
-    if image.ndim == 3 and axes[0] in "CS" and axes[-1] not in "CS" and image.shape[0] <= 4:
-        image = np.moveaxis(image, 0, -1)  # planar (C, H, W) -> (H, W, C)
-    return image
+    if image.ndim == 3 and tiff_axes[0] in "CS" and tiff_axes[-1] not in "CS" and image.shape[0] <= 4:
+        image, tiff_axes = np.moveaxis(image, 0, -1), tiff_axes[1:] + tiff_axes[0]  # planar (C, H, W)
+    if image.ndim == 2:
+        axes = "YX"
+    elif not stacks:
+        axes = "YXC"  # checked by _check_dims: C in 2..4, else the "unsupported dimensions" error
+    elif image.ndim == 3:
+        axes = "YXC" if tiff_axes[-1] in "CS" else "NYX"
+    else:
+        axes = "NYXC" if tiff_axes[-1] in "CS" else "N" * (image.ndim - 2) + "YX"
+    if colormap is not None and not axes.endswith("C"):  # palette TIFF as a picture: indices -> RGB
+        colormap = np.asarray(colormap)
+        if colormap.max() > 255:
+            colormap = colormap >> 8  # 16-bit TIFF colour map, reduced as Pillow does
+        image, axes = colormap.T.astype(np.uint8)[image], axes + "C"
+    return image, axes
 
 
 def _png_is_16bit_colour(path: Path) -> bool:
@@ -138,7 +198,7 @@ def _open_pillow(path: Path, max_pixels: int | None):
     return im
 
 
-def _read_pillow(path: Path, max_pixels: int | None) -> np.ndarray:
+def _read_pillow(path: Path, max_pixels: int | None, *, indices: bool) -> np.ndarray:
     from PIL import UnidentifiedImageError
 
     try:
@@ -148,7 +208,9 @@ def _read_pillow(path: Path, max_pixels: int | None) -> np.ndarray:
             else:
                 im.load()
                 mode = im.mode
-                if mode == "P":
+                if mode in ("P", "PA") and indices:
+                    pass  # palette indices (and the alpha of PA) as stored
+                elif mode == "P":
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 elif mode == "PA":
                     im = im.convert("RGBA")
@@ -163,11 +225,7 @@ def _read_pillow(path: Path, max_pixels: int | None) -> np.ndarray:
         raise
     except (OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(path, f"truncated or corrupt image: {err}") from None
-    if image is None:
-        return _read_png16(path)
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * 255
-    return image
+    return _read_png16(path) if image is None else image
 
 
 def _read_png16(path: Path) -> np.ndarray:
@@ -184,15 +242,17 @@ def _read_png16(path: Path) -> np.ndarray:
     return np.ascontiguousarray(image[..., [2, 1, 0, 3][: image.shape[-1]]])  # BGR(A) -> RGB(A)
 
 
-def _check_dims(path: Path, image: np.ndarray) -> np.ndarray:
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if image.ndim == 2 or (image.ndim == 3 and 2 <= image.shape[-1] <= 4):
-        if min(image.shape[:2]) < 1:
-            raise ImageReadError(path, f"image has no pixels (shape {image.shape})")
-        return np.ascontiguousarray(image)
-    raise ImageReadError(
-        path,
-        f"unsupported dimensions {image.shape}: expected (H, W) or (H, W, C) with C <= 4 "
-        "(stacks, volumes and multi-channel microscopy need to be split into 2-D images)",
-    )
+def _dims_problem(shape) -> str:
+    return (f"unsupported dimensions {tuple(shape)}: expected (H, W) or (H, W, C) with C <= 4 "
+            "(stacks, volumes and multi-channel microscopy need to be split into 2-D images)")
+
+
+def _check_dims(path: Path, image: np.ndarray, axes: str) -> tuple[np.ndarray, str]:
+    if axes.endswith("C") and image.shape[-1] == 1:
+        image, axes = image[..., 0], axes[:-1]
+    ok = axes in ("YX", "NYX") or (axes in ("YXC", "NYXC") and 2 <= image.shape[-1] <= 4)
+    if not ok or image.ndim != len(axes):
+        raise ImageReadError(path, _dims_problem(image.shape))
+    if min(image.shape[: image.ndim - axes.endswith("C")]) < 1:
+        raise ImageReadError(path, f"image has no pixels (shape {image.shape})")
+    return np.ascontiguousarray(image), axes

@@ -18,7 +18,7 @@ import numpy as np
 from napari_wsss.atomic import atomic_write
 from napari_wsss.colors import class_colors, mask_palette, voc_palette
 from napari_wsss.conventions import IGNORE
-from napari_wsss.io import TIFF_SUFFIXES
+from napari_wsss.io import DEFAULT_MAX_PIXELS, TIFF_SUFFIXES, ImageReadError, decode_image
 
 __all__ = ["MASK_EXTENSIONS", "write_mask_file", "read_mask_file", "write_ome_zarr"]
 
@@ -32,6 +32,14 @@ def _check_extension(path: Path) -> str:
         raise ValueError(f"{path}: cannot handle masks as {ext or 'no extension'!r}; "
                          f"use {', '.join(MASK_EXTENSIONS)}")
     return ext
+
+
+def _check_classes(path: Path, mask: np.ndarray, n_classes: int) -> None:
+    """Refuse a mask holding a class index ``>= n_classes`` (other than ``255`` = void)."""
+    bad = (mask >= n_classes) & (mask != IGNORE)
+    if bad.any():
+        raise ValueError(f"{path}: mask holds class {int(mask[bad].max())} but there are only "
+                         f"{n_classes} classes (0..{n_classes - 1}, 255 = void)")
 
 
 def write_mask_file(path, mask, *, n_classes: int, background: int | None = None) -> Path:
@@ -66,10 +74,7 @@ def write_mask_file(path, mask, *, n_classes: int, background: int | None = None
             raise ValueError(f"{path}: mask must hold class indices 0..254 or 255 (void) as uint8, "
                              f"got dtype {arr.dtype}")
         arr = arr.astype(np.uint8)
-    bad = (arr >= n_classes) & (arr != IGNORE)
-    if bad.any():
-        raise ValueError(f"{path}: mask holds class {int(arr[bad].max())} but there are only "
-                         f"{n_classes} classes (0..{n_classes - 1}, 255 = void)")
+    _check_classes(path, arr, n_classes)
     palette = mask_palette(min(n_classes, IGNORE), background=background)
     path.parent.mkdir(parents=True, exist_ok=True)
     if ext == ".png":
@@ -87,13 +92,19 @@ def write_mask_file(path, mask, *, n_classes: int, background: int | None = None
     return path
 
 
-def read_mask_file(path) -> np.ndarray:
+def read_mask_file(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a mask of class indices (``255`` = void).
+
+    Decoded by :func:`napari_wsss.io.decode_image` with palette indices kept and TIFF
+    stacks allowed; this function only checks that the file holds class indices.
 
     Parameters
     ----------
     path : str or Path
         Indexed or grayscale PNG, or TIFF, holding class indices (not colours).
+    max_pixels : int or None
+        Refuse masks with more pixels than this (all pages of a stack), before decoding;
+        ``None``: no limit. As ``read_image``'s.
 
     Returns
     -------
@@ -103,34 +114,19 @@ def read_mask_file(path) -> np.ndarray:
     Raises
     ------
     ValueError
-        Naming the file when it holds colours (RGB) or values outside ``0..255``.
+        Naming the file when it cannot be read, holds colours (RGB) or values outside
+        ``0..255``; ``FileNotFoundError`` when there is no such file.
     """
     path = Path(path)
-    ext = _check_extension(path)
-    if ext == ".png":
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                mode = im.mode
-                if mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
-                    raise ValueError(f"{path}: mask is a {mode} colour image; expected class "
-                                     "indices (grayscale or indexed PNG, 255 = void)")
-                arr = np.asarray(im)
-        except (OSError, SyntaxError) as err:
-            raise ValueError(f"{path}: cannot read mask: {err}") from None
-    else:
-        import tifffile
-
-        try:
-            arr = tifffile.imread(path)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: cannot read mask: {err}") from None
-        if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-            raise ValueError(f"{path}: mask of shape {arr.shape} looks like a colour image; "
-                             "expected class indices (255 = void)")
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
+    _check_extension(path)
+    try:
+        arr, axes = decode_image(path, indices=True, stacks=True, max_pixels=max_pixels)
+    except ImageReadError as err:
+        raise ImageReadError(path, f"cannot read mask: {err.problem}") from None
+    if axes.endswith("C"):
+        mode = {2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[-1]]
+        raise ValueError(f"{path}: mask is a {mode} colour image (shape {arr.shape}); expected class "
+                         "indices (grayscale or indexed PNG / TIFF, 255 = void)")
     if arr.dtype.kind not in "iu":
         raise ValueError(f"{path}: mask has dtype {arr.dtype}; expected integer class indices")
     if arr.size and (arr.min() < 0 or arr.max() > IGNORE):
@@ -190,10 +186,7 @@ def write_ome_zarr(path, image, mask, *, name: str, classes, background: int | N
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.shape != img.shape[:2] or img.ndim not in (2, 3):
         raise ValueError(f"{path}: mask of shape {mask.shape} does not fit image of shape {img.shape}")
-    bad = (mask >= len(classes)) & (mask != IGNORE)
-    if bad.any():
-        raise ValueError(f"{path}: mask holds class {int(mask[bad].max())} but there are only "
-                         f"{len(classes)} classes")
+    _check_classes(path, mask, len(classes))
     data, axes = (img, "yx") if img.ndim == 2 else (np.moveaxis(img, -1, 0), "cyx")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

@@ -109,3 +109,27 @@ def test_is_image_file(tmp_path):
         "b.TIFF",
     ]
     assert set(IMAGE_EXTENSIONS) >= {".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+
+def test_decode_image_axes_and_stack_switch(tmp_path, rng):
+    from napari_wsss.io import decode_image
+
+    stack = rng.integers(0, 256, (5, 8, 6), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    arr, axes = decode_image(tmp_path / "stack.tif", stacks=True)
+    assert axes == "NYX"
+    np.testing.assert_array_equal(arr, stack)
+    with pytest.raises(ImageReadError, match=r"stack\.tif: unsupported dimensions \(5, 8, 6\)"):
+        decode_image(tmp_path / "stack.tif")
+    colour = rng.integers(0, 256, (2, 8, 6, 3), dtype=np.uint8)  # two RGB pages
+    tifffile.imwrite(tmp_path / "rgbs.tif", colour, photometric="rgb")
+    arr, axes = decode_image(tmp_path / "rgbs.tif", stacks=True)
+    assert axes == "NYXC"
+    np.testing.assert_array_equal(arr, colour)
+    # planar (C, H, W) RGB: channels moved last, for pictures and for stacks alike
+    planar = rng.integers(0, 256, (3, 8, 6), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "planar.tif", planar, photometric="rgb", planarconfig="separate")
+    for stacks in (False, True):
+        arr, axes = decode_image(tmp_path / "planar.tif", stacks=stacks)
+        assert axes == "YXC"
+        np.testing.assert_array_equal(arr, np.moveaxis(planar, 0, -1))
