@@ -36,8 +36,6 @@ __all__ = ["DEBOUNCE_MS", "StrokePropagator", "StrokeControls", "attach_strokes"
 DEBOUNCE_MS = 40
 """The refinement starts this long after the last pen-up (strokes in quick succession run once)."""
 
-LAYER_NAME = "proposal: strokes"
-
 
 class StrokePropagator(QObject):
     """Re-runs the stroke-seeded refinement of the shown image after each stroke, off the GUI thread.
