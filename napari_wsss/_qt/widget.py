@@ -81,6 +81,9 @@ class AnnotationWidget(QWidget):
         self._closed = False
         self.io = BackgroundIO(self._write, self._read)
         self.save_states: dict[str, str] = {}
+        self.uncertainty: dict[str, float | None] = {}
+        """Review-order scores of the open project's images (`napari_wsss.review`), computed
+        when "next unreviewed" first needs them; an image's entry goes when its proposals change."""
 
         self.project_panel = ProjectPanel()
         self.picker = ClassPicker()
@@ -176,6 +179,7 @@ class AnnotationWidget(QWidget):
                                          config=config_from_settings(None, self.proposal_controls.settings()))
         self.layers = LayerSet(self.viewer, project.classes, background=project.background)
         self.current = None
+        self.uncertainty = {}
         bg = project.background
         self.project_panel.set_project(project.path)
         self.picker.set_classes(project.classes, background=bg)
@@ -365,7 +369,7 @@ class AnnotationWidget(QWidget):
             self.flush(wait=True)  # the current image's status and strokes are written
             # Ties (and images without proposals) keep the list order from the current image on.
             start = ids.index(self.current) + 1 if self.current in ids else 0
-            ranked = review_order(self.session.project, ids=ids[start:] + ids[:start])
+            ranked = review_order(self.session.project, ids=ids[start:] + ids[:start], cache=self.uncertainty)
             target = next((i for i in ranked if i != self.current), None)
         else:
             target = self.session.next_unreviewed(self.current, ids)
@@ -569,6 +573,7 @@ class AnnotationWidget(QWidget):
 
     def _proposals_done(self, image_id: str) -> None:
         self.io.forget(image_id)
+        self.uncertainty.pop(image_id, None)
         self.session.refresh_status(image_id)
         self._status_changed(image_id)
         if image_id == self.current:
