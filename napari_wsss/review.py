@@ -72,6 +72,7 @@ def review_order(
     stages: Sequence[str] = REVIEW_STAGES,
     ids: Sequence[str] | None = None,
     unreviewed_only: bool = True,
+    cache: dict | None = None,
 ) -> list[str]:
     """Image ids in the order to review them.
 
@@ -87,6 +88,10 @@ def review_order(
         Restrict to these images (default: all of the project's).
     unreviewed_only : bool
         Only images whose status is ``new`` or ``prelabelled``.
+    cache : dict, optional
+        Image id -> uncertainty (``None``: fewer than two stage masks), reused where present
+        and filled where computed (the panel keeps one, dropping an image's entry when its
+        proposals change, so each "next unreviewed" does not re-read every image's masks).
 
     Returns
     -------
@@ -100,8 +105,10 @@ def review_order(
     if order == "file":
         return candidates
     scored, unscored = [], []
+    cache = {} if cache is None else cache
     for pos, image_id in enumerate(candidates):
-        masks = {s: project.read_mask(image_id, s) for s in stages}
-        score = image_uncertainty(masks, stages)
+        if image_id not in cache:
+            cache[image_id] = image_uncertainty({s: project.read_mask(image_id, s) for s in stages}, stages)
+        score = cache[image_id]
         (unscored if score is None else scored).append((-(score or 0.0), pos, image_id))
     return [i for _, _, i in sorted(scored)] + [i for _, _, i in unscored]

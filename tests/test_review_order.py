@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_wsss.review import disagreement, review_order
+from napari_wsss.review import disagreement, image_uncertainty, review_order
 from napari_wsss.store import Project
 
 
@@ -51,3 +51,18 @@ def test_review_order_most_uncertain_first_then_unscored(tmp_path):
     assert review_order(p, unreviewed_only=False)[0] == "im1"
     with pytest.raises(ValueError, match="unknown review order"):
         review_order(p, order="random")
+
+
+def test_review_order_cache_is_filled_and_reused(tmp_path):
+    p = _project(tmp_path)
+    cache = {}
+    assert review_order(p, cache=cache) == ["im1", "im2", "im0", "im3"]
+    for image_id in ("im0", "im1", "im2"):  # each score is the one of its stored masks
+        masks = {s: p.read_mask(image_id, s) for s in ("cam", "crf", "rw")}
+        assert cache[image_id] == image_uncertainty(masks)
+    assert cache["im3"] is None  # no stage masks
+    # A cached entry is used instead of the masks: the stored masks are not read again.
+    cache["im0"] = 1.0
+    assert review_order(p, cache=cache)[0] == "im0"
+    del cache["im0"]  # dropped (its proposals changed): read again
+    assert review_order(p, cache=cache) == ["im1", "im2", "im0", "im3"]

@@ -239,10 +239,21 @@ class CorrectionsEditor(QObject):
         self.save_now()
         self.stroke_finished.emit(self.image_id)
 
-    def accept(self, stage: str, *, only_unpainted: bool) -> None:
-        """Copy proposal ``stage`` into the corrections; status ``accepted``."""
-        new = self.session.accept(self.image_id, self.layer.data, stage, only_unpainted=only_unpainted)
+    def accept(self, stage: str, *, only_unpainted: bool, proposal: np.ndarray | None = None) -> None:
+        """Copy proposal ``stage`` (or the given ``proposal`` layer values, for a proposal
+        that is not stored) into the corrections; status ``accepted``."""
+        new = self.session.accept(self.image_id, self.layer.data, stage, only_unpainted=only_unpainted,
+                                  proposal=proposal)
         self._apply(new, "accepted")
+        self.status_changed.emit(self.image_id)
+
+    def edit(self, new: np.ndarray, status: str = "corrected") -> None:
+        """Put layer values ``new`` in the corrections as one undoable edit (what a region
+        tool does), save, and set the status (``"corrected"`` or ``"accepted"``)."""
+        if status not in ("corrected", "accepted"):
+            raise ValueError(f"edit: status must be 'corrected' or 'accepted', got {status!r}")
+        self._apply(np.asarray(new, dtype=self.layer.data.dtype), status)
+        (self.session.mark_accepted if status == "accepted" else self.session.mark_corrected)(self.image_id)
         self.status_changed.emit(self.image_id)
 
     def reset(self) -> None:

@@ -13,7 +13,9 @@ A `LayerSet` owns exactly four layers, always in this order (bottom to top):
     (a colormap change makes napari rebuild the layer's shader).
 ``proposal``
     The proposal stage chosen in the Review box (the one Accept copies), read-only,
-    drawn filled or as contours.
+    drawn filled or as contours. Besides the stored stages it can show `STROKES_STAGE`,
+    the proposal propagated from the current strokes (computed in the panel, never stored:
+    `set_computed_stage`).
 ``corrections``
     The annotator's editable Labels layer.
 
@@ -38,14 +40,18 @@ from .session import MASK_STAGES, ImageView
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["LayerSet", "labels_colormap", "heatmap_rgb", "STAGE_TITLES", "HEATMAP_ALL",
+__all__ = ["LayerSet", "labels_colormap", "heatmap_rgb", "STAGE_TITLES", "STROKES_STAGE", "HEATMAP_ALL",
            "HEATMAP_OFF", "PROPOSAL_OPACITIES"]
 
 THUMBNAIL_DELAY_MS = 300
 """Layer-list thumbnails follow an image switch this much later (rapid switching
 through images does not pay for thumbnails nobody sees)."""
 
-STAGE_TITLES = {name: stage.title for name, stage in STAGES.items()}
+STROKES_STAGE = "strokes"
+"""The proposal propagated from the annotator's strokes (stroke-seeded refinement): a
+stage of the proposal slot after the stored ones, held in memory only."""
+
+STAGE_TITLES = {**{name: stage.title for name, stage in STAGES.items()}, STROKES_STAGE: "strokes"}
 
 HEATMAP_ALL = "all"
 HEATMAP_OFF = "off"
@@ -271,14 +277,32 @@ class LayerSet:
 
     # ------------------------------------------------------------------ public
     def stages(self) -> list[str]:
-        """Proposal stages stored for the current image, in pipeline order."""
-        return [s for s in MASK_STAGES if self.view is not None and s in self.view.masks]
+        """Proposal stages of the current image: the stored ones in pipeline order, then
+        `STROKES_STAGE` when the strokes have been propagated."""
+        return [s for s in (*MASK_STAGES, STROKES_STAGE) if self.view is not None and s in self.view.masks]
+
+    def set_computed_stage(self, stage: str, data: np.ndarray | None) -> None:
+        """Give the current image a proposal computed in the panel (layer values; ``None``
+        removes it); shown in place when ``stage`` is the one chosen."""
+        if self.view is None:
+            return
+        if data is None:
+            self.view.masks.pop(stage, None)
+            if self.stage == stage:
+                self.stage = None
+                self._pick_stage()
+                self._set_proposal()
+            return
+        self.view.masks[stage] = data
+        if self.stage == stage:
+            self._set_proposal()
 
     def show(self, view: ImageView) -> None:
         """Show one image with its proposals and corrections."""
         shape = view.image.shape[:2]
         if self.image is None:
             self._create(view)
+        view.masks.pop(STROKES_STAGE, None)  # computed for an earlier visit's strokes
         self.view = view
         self._set_image(view.image)
         self._pick_stage()

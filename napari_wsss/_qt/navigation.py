@@ -60,7 +60,12 @@ class NavigationPanel(QWidget):
         self.unreviewed_btn = QPushButton("unreviewed ▶")
         self.prev_btn.setToolTip("Previous image in the list (Alt+Left)")
         self.next_btn.setToolTip("Next image in the list (Alt+Right)")
-        self.unreviewed_btn.setToolTip("Next new or prelabelled image (Alt+Down)")
+        self.unreviewed_btn.setToolTip("Next new or prelabelled image (Alt+Down), in the order chosen beside")
+        self.order_box = QComboBox()
+        self.order_box.addItem("most uncertain first", "uncertainty")
+        self.order_box.addItem("file order", "file")
+        self.order_box.setToolTip("Which unreviewed image 'unreviewed ▶' goes to: the one whose proposal "
+                                  "stages (CAM, CRF, random walk) disagree most, or the next in the list")
         self.prev_btn.clicked.connect(self.previous_requested)
         self.next_btn.clicked.connect(self.next_requested)
         self.unreviewed_btn.clicked.connect(self.next_unreviewed_requested)
@@ -71,6 +76,7 @@ class NavigationPanel(QWidget):
         buttons.addWidget(self.prev_btn)
         buttons.addWidget(self.next_btn)
         buttons.addWidget(self.unreviewed_btn)
+        buttons.addWidget(self.order_box)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(filters)
@@ -93,6 +99,10 @@ class NavigationPanel(QWidget):
                 self.class_filter.addItem(name, c)
         for box in (self.status_filter, self.class_filter):
             box.blockSignals(False)
+
+    def order(self) -> str:
+        """Order of "next unreviewed": ``"uncertainty"`` or ``"file"``."""
+        return self.order_box.currentData()
 
     def filters(self) -> tuple[str | None, int | None]:
         """(status or None, class index or None)."""

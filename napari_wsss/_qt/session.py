@@ -377,20 +377,28 @@ class AnnotationSession:
             self.project.write_corrections(image_id, mask)
         self._touch(image_id)
 
-    def accept(self, image_id: str, layer_data: np.ndarray, stage: str, *, only_unpainted: bool):
+    def accept(self, image_id: str, layer_data: np.ndarray, stage: str, *, only_unpainted: bool,
+               proposal: np.ndarray | None = None):
         """Corrections after accepting proposal ``stage``; sets the status ``accepted``.
 
+        ``proposal`` (layer values) is the proposal when it is not stored (the strokes'
+        propagated proposal, computed in the panel); otherwise the stored ``stage`` mask.
         Returns the new layer values; the caller puts them in the layer (so that the
         change is one undoable stroke) and saves them.
         """
-        prop = self.project.read_mask(image_id, stage)
-        if prop is None:
-            have = ", ".join(self.project.mask_stages(image_id)) or "none"
-            raise ValueError(f"image {image_id!r} has no {stage!r} proposal (stages: {have})")
-        new = merge_accept(np.asarray(layer_data), class_to_layer(np.asarray(prop, np.uint8)),
-                           only_unpainted=only_unpainted)
-        self._set_status(image_id, "accepted")
+        if proposal is None:
+            prop = self.project.read_mask(image_id, stage)
+            if prop is None:
+                have = ", ".join(self.project.mask_stages(image_id)) or "none"
+                raise ValueError(f"image {image_id!r} has no {stage!r} proposal (stages: {have})")
+            proposal = class_to_layer(np.asarray(prop, np.uint8))
+        new = merge_accept(np.asarray(layer_data), np.asarray(proposal), only_unpainted=only_unpainted)
+        self.mark_accepted(image_id)
         return new
+
+    def mark_accepted(self, image_id: str) -> None:
+        """Status ``accepted`` (the corrections hold a whole mask the annotator approved)."""
+        self._set_status(image_id, "accepted")
 
     def reset(self, image_id: str) -> None:
         """Status back to ``prelabelled`` (proposals stored) or ``new``."""

@@ -1,13 +1,14 @@
-"""Corrections that spread: stroke-seeded refinement, region tools and review order in the panel.
+"""Corrections that spread: stroke-seeded refinement and region tools in the panel.
 
-`StrokePropagator` follows the corrections layer: after every pen-up (napari's ``paint`` event,
-debounced by `DEBOUNCE_MS`) it runs :class:`napari_wsss.refine.seeded.SeededRefiner` on the
-strokes so far in a worker thread and shows the result as the layer "proposal: strokes";
-"accept propagated" (Alt-P) copies it into the unpainted pixels of the corrections. The strokes
-themselves stay the stored corrections until then. The region tools
-(:mod:`napari_wsss.regions`) act with the brush's current class: fill the proposal segment under
-the cursor (Alt-F), accept all but that class, erase it. "Most uncertain next" (Alt-U) goes to the
-unreviewed image :func:`napari_wsss.review.review_order` puts first.
+`StrokePropagator` follows the panel's `CorrectionsEditor.stroke_finished(image_id)` signal:
+after every finished stroke (debounced by `DEBOUNCE_MS`) it runs
+:class:`napari_wsss.refine.seeded.SeededRefiner` on the strokes so far in a worker thread and
+shows the result as the proposal stage "strokes" (`napari_wsss._qt.layers.STROKES_STAGE`) in the
+panel's proposal layer and Review box: the layer order never changes, and Accept (Alt+A) takes
+the propagated mask like any other stage. The strokes themselves stay the stored corrections
+until then. The region tools (:mod:`napari_wsss.regions`) act with the brush's current class:
+fill the proposal segment under the cursor (Alt-F), accept all but that class, erase it. The
+review order (most uncertain first) is the panel's "next unreviewed" (navigation box).
 
 `attach_strokes(widget)` adds all of this to an `AnnotationWidget` (its controls at the end of
 the panel, its keys on the viewer).
@@ -23,10 +24,9 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QPushButton, QVBoxLayout
 
 from ..conventions import class_to_layer, layer_to_class
-from ..refine.seeded import SeededRefiner
+from ..refine.seeded import NOT_PAINTED, SeededRefiner
 from ..regions import accept_all_but, erase_class, fill_region, region_at
-from ..review import review_order
-from .session import merge_accept
+from .layers import STROKES_STAGE
 from .workers import run_in_worker
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,6 @@ __all__ = ["DEBOUNCE_MS", "StrokePropagator", "StrokeControls", "attach_strokes"
 
 DEBOUNCE_MS = 40
 """The refinement starts this long after the last pen-up (strokes in quick succession run once)."""
-
-LAYER_NAME = "proposal: strokes"
 
 
 class StrokePropagator(QObject):
@@ -63,56 +61,41 @@ class StrokePropagator(QObject):
         self.enabled = True
         self.refine_kwargs = {"work_side": 160, "gamma": 1e-3, **refine_kwargs}
         self.mask: np.ndarray | None = None  # class indices of the last result, current image
-        self.layer = None
-        self._watched = None
         self._view = None
         self._refiner: tuple[str, SeededRefiner] | None = None
         self._lock = threading.Lock()
         self._worker = None
         self._again = False
+        self._seq = 0  # strokes finished on the current image (a result for older strokes is stale)
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.setInterval(debounce_ms)
         self.timer.timeout.connect(self.run)
         widget.image_shown.connect(self._on_image)
+        widget.stroke_finished.connect(self._on_stroke)
+
+    @property
+    def layer(self):
+        """The corrections layer (the strokes)."""
+        return self.widget.layers.corrections if self.widget.layers is not None else None
 
     # ------------------------------------------------------------------ following the panel
     def _on_image(self, image_id: str) -> None:
-        corrections = self.widget.layers.corrections
-        if corrections is not self._watched:
-            if self._watched is not None:
-                self._watched.events.paint.disconnect(self._on_paint)
-            corrections.events.paint.connect(self._on_paint)
-            self._watched = corrections
         self._view = self.widget.io.load(image_id)  # just shown: from the cache
         self.mask = None
         self._refiner = None
-        if self.layer is not None and self.layer in self.widget.viewer.layers:
-            self.layer.data = np.zeros(self._view.image.shape[:2], np.uint8)
+        self._seq += 1
         if self.enabled:  # build the working-resolution prior and image before the first stroke
             worker = run_in_worker(self._prepare, image_id, self._view)
             worker.errored.connect(lambda exc: log.warning("stroke refinement: %s", exc))
             worker.start()
+            self.timer.start()  # strokes from an earlier visit: propagate them
 
-    def _on_paint(self, event=None) -> None:
-        if self.enabled and self._view is not None and self.widget.editor._applying is None:
-            self._ensure_layer()
-            self.timer.start()
-
-    def _ensure_layer(self) -> None:
-        """Add the "proposal: strokes" layer (at the first stroke: adding a layer takes the GUI
-        thread far longer than updating one, so it is done once, not per result)."""
-        viewer = self.widget.viewer
-        if self.layer is not None and self.layer in viewer.layers:
+    def _on_stroke(self, image_id: str) -> None:
+        if not self.enabled or self._view is None or image_id != self._view.image_id:
             return
-        from napari.layers import Labels
-
-        self.layer = Labels(np.zeros(self._view.image.shape[:2], np.uint8), name=LAYER_NAME, opacity=0.45,
-                            colormap=self.widget.layers._cmap)
-        self.layer.editable = False
-        ll = viewer.layers
-        ll.insert(ll.index(self._watched) if self._watched in ll else len(ll), self.layer)
-        ll.selection.active = self._watched
+        self._seq += 1
+        self.timer.start()  # the pixels are read when it fires (at the signal, napari may not have written them yet)
 
     # ------------------------------------------------------------------ work
     def _make_refiner(self, view) -> SeededRefiner:
@@ -136,8 +119,8 @@ class StrokePropagator(QObject):
                 self._refiner = (image_id, self._make_refiner(view))
             return self._refiner[1]
 
-    def _compute(self, image_id: str, view, seeds: np.ndarray):
-        return image_id, self._prepare(image_id, view)(seeds).mask
+    def _compute(self, image_id: str, seq: int, view, seeds: np.ndarray):
+        return image_id, seq, self._prepare(image_id, view)(seeds).mask
 
     def run(self) -> None:
         """Start the refinement on the current strokes (again after the running one, if busy)."""
@@ -146,10 +129,14 @@ class StrokePropagator(QObject):
         if self._worker is not None:
             self._again = True
             return
-        seeds = layer_to_class(np.array(self._watched.data, copy=True))
-        worker = run_in_worker(self._compute, self._view.image_id, self._view, seeds)
+        seeds = layer_to_class(np.array(self.layer.data, copy=True))
+        if np.all(seeds == NOT_PAINTED):  # everything erased / reset: nothing to propagate
+            self.mask = None
+            self.widget.show_computed_stage(self._view.image_id, STROKES_STAGE, None)
+            return
+        worker = run_in_worker(self._compute, self._view.image_id, self._seq, self._view, seeds)
         worker.returned.connect(self._show)
-        worker.errored.connect(lambda exc: self.widget.message.setText(f"stroke refinement failed: {exc}"))
+        worker.errored.connect(lambda exc: self.widget.notify(f"stroke refinement failed: {exc}", error=True))
         worker.finished.connect(self._finished)
         self._worker = worker
         worker.start()
@@ -161,80 +148,53 @@ class StrokePropagator(QObject):
             self.run()
 
     def _show(self, result) -> None:
-        image_id, mask = result
-        if image_id != self.widget.current:
-            return
+        image_id, seq, mask = result
+        if image_id != self.widget.current or seq != self._seq:
+            return  # another image, or strokes changed since (the newer run shows them)
+        first = self.mask is None
         self.mask = mask
-        if self.layer is not None and self.layer in self.widget.viewer.layers:
-            self.layer.data = class_to_layer(mask)
+        # The first result of an image becomes the chosen stage (the annotator just painted);
+        # later ones update it in place, and a stage chosen meanwhile stays chosen.
+        self.widget.show_computed_stage(image_id, STROKES_STAGE, class_to_layer(mask), choose=first)
         self.updated.emit(image_id)
 
-    # ------------------------------------------------------------------ actions
-    def _edit(self, new_classes: np.ndarray, status: str = "corrected") -> None:
-        """Put class indices into the corrections layer as one undoable edit; set the status."""
-        w = self.widget
-        if w.current is None:
-            return
-        w.editor._apply(class_to_layer(new_classes), status)
-        if status == "corrected":
-            w.session.mark_corrected(w.current)
-        else:
-            w.session.project.set_status(w.current, status)
-            w.session.refresh_status(w.current)
-        w.editor.status_changed.emit(w.current)
-
-    def accept(self) -> None:
-        """Copy the propagated proposal into the unpainted pixels; status ``accepted``."""
-        if self.mask is None or self.widget.current is None:
-            self.widget.message.setText("no propagated proposal yet: paint a stroke first")
-            return
-        new = merge_accept(self._watched.data, class_to_layer(self.mask), only_unpainted=True)
-        self._edit(layer_to_class(new), "accepted")
-
+    # ------------------------------------------------------------------ region tools
     def _brush_class(self) -> int | None:
-        value = int(self._watched.selected_label) if self._watched is not None else 0
+        value = int(self.layer.selected_label) if self.layer is not None else 0
         cls = int(layer_to_class(np.array([value], np.uint8))[0])
         return None if cls >= 254 else cls
 
     def _proposal(self) -> np.ndarray | None:
-        if self.mask is not None:
-            return self.mask
+        """Class indices of the proposal chosen in the Review box (the propagated one too)."""
+        view = self.widget.layers.view if self.widget.layers is not None else None
         stage = self.widget.review.stage.currentData()
-        view = self._view
         return None if view is None or stage not in view.masks else layer_to_class(view.masks[stage])
+
+    def _edit(self, new_classes: np.ndarray, status: str = "corrected") -> None:
+        if self.widget.current is not None:
+            self.widget.editor.edit(class_to_layer(new_classes), status)
 
     def fill_under_cursor(self) -> None:
         """Give the proposal segment under the cursor the brush's class."""
         cls, prop = self._brush_class(), self._proposal()
         if cls is None or prop is None:
             return
-        pos = self._watched.world_to_data(self.widget.viewer.cursor.position)[-2:]
+        pos = self.layer.world_to_data(self.widget.viewer.cursor.position)[-2:]
         try:
             region = region_at(pos, mode="segment", proposal=prop)
         except ValueError:
             return
-        self._edit(fill_region(layer_to_class(self._watched.data), region, cls))
+        self._edit(fill_region(layer_to_class(self.layer.data), region, cls))
 
     def accept_all_but_brush_class(self) -> None:
         cls, prop = self._brush_class(), self._proposal()
         if cls is not None and prop is not None:
-            self._edit(accept_all_but(prop, layer_to_class(self._watched.data), cls), "accepted")
+            self._edit(accept_all_but(prop, layer_to_class(self.layer.data), cls), "accepted")
 
     def erase_brush_class(self) -> None:
         cls = self._brush_class()
-        if cls is not None and self._watched is not None:
-            self._edit(erase_class(layer_to_class(self._watched.data), cls))
-
-    def most_uncertain_next(self) -> None:
-        w = self.widget
-        if w.session is None:
-            return
-        w._flush(wait=True)  # statuses of the current image are written
-        ids = [i for i in review_order(w.session.project, ids=w._visible_ids()) if i != w.current]
-        if ids:
-            w.show_image(ids[0])
-        else:
-            w.message.setText("no unreviewed image left in this list")
+        if cls is not None and self.layer is not None:
+            self._edit(erase_class(layer_to_class(self.layer.data), cls))
 
 
 class StrokeControls(QGroupBox):
@@ -245,11 +205,11 @@ class StrokeControls(QGroupBox):
         self.propagate = QCheckBox("propagate strokes (seeded refinement)")
         self.propagate.setChecked(True)
         self.propagate.toggled.connect(lambda on: setattr(propagator, "enabled", on))
-        buttons = [("accept propagated (Alt-P)", propagator.accept),
-                   ("fill segment (Alt-F)", propagator.fill_under_cursor),
-                   ("accept all but brush class", propagator.accept_all_but_brush_class),
+        self.propagate.setToolTip("After each stroke, spread the strokes along the image's edges: "
+                                  "the result is the proposal stage 'strokes' (Accept takes it)")
+        buttons = [("fill segment (Alt-F)", propagator.fill_under_cursor),
                    ("erase brush class", propagator.erase_brush_class),
-                   ("most uncertain next (Alt-U)", propagator.most_uncertain_next)]
+                   ("accept all but brush class", propagator.accept_all_but_brush_class)]
         lay = QVBoxLayout(self)
         lay.addWidget(self.propagate)
         self.buttons = {}
@@ -263,7 +223,7 @@ class StrokeControls(QGroupBox):
             lay.addLayout(row)
 
 
-KEYS = {"Alt-P": "accept", "Alt-F": "fill_under_cursor", "Alt-U": "most_uncertain_next"}
+KEYS = {"Alt-F": "fill_under_cursor"}
 
 
 def attach_strokes(widget, **refine_kwargs) -> StrokePropagator:
@@ -276,10 +236,5 @@ def attach_strokes(widget, **refine_kwargs) -> StrokePropagator:
         lay.insertWidget(max(0, lay.count() - 1), controls)  # above the message line
     propagator.controls = controls
     for key, name in KEYS.items():
-        try:
-            widget.viewer.bind_key(key, lambda _v, m=getattr(propagator, name): m(), overwrite=False)
-        except (ValueError, TypeError) as exc:
-            log.warning("napari-wsss: key %s not bound: %s", key, exc)
-            continue
-        widget._bound.append(key)  # the widget unbinds them on close
+        widget.bind_key(key, getattr(propagator, name))  # unbound when the panel closes
     return propagator

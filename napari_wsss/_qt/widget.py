@@ -20,7 +20,7 @@ from napari_wsss.conventions import class_of_value, is_paintable, value_of_class
 from .classes import CLASS_KEYS, HEATMAP_PICKED, ClassPicker
 from .controls import ModelControls, PanelScrollArea, ProposalControls, ReviewControls
 from .editing import CorrectionsEditor
-from .layers import HEATMAP_ALL, HEATMAP_OFF, STAGE_TITLES, LayerSet
+from .layers import HEATMAP_ALL, HEATMAP_OFF, STAGE_TITLES, STROKES_STAGE, LayerSet
 from .navigation import NavigationPanel
 from .project_panel import ProjectPanel
 from .model_actions import ModelActions
@@ -82,6 +82,9 @@ class AnnotationWidget(QWidget):
         self._closed = False
         self.io = BackgroundIO(self._write, self._read)
         self.save_states: dict[str, str] = {}
+        self.uncertainty: dict[str, float | None] = {}
+        """Review-order scores of the open project's images (`napari_wsss.review`), computed
+        when "next unreviewed" first needs them; an image's entry goes when its proposals change."""
 
         self.project_panel = ProjectPanel()
         self.picker = ClassPicker()
@@ -108,7 +111,7 @@ class AnnotationWidget(QWidget):
         self.editor.refused.connect(self.notify)
         self.stroke_finished = self.editor.stroke_finished
         """`CorrectionsEditor.stroke_finished`: one finished edit of an image's corrections."""
-        self.model = ModelActions(self.model_controls, lambda: self.session, self._flush, self)
+        self.model = ModelActions(self.model_controls, lambda: self.session, self.flush, self)
         self.model.message.connect(self.message.setText)
         self.retrainer = self.model.retrainer
         self._adopt_pending = False
@@ -148,13 +151,18 @@ class AnnotationWidget(QWidget):
     def _bind_keys(self) -> None:
         self._bound = []
         for key, name in self.KEYS.items():
-            method = getattr(self, name)
-            try:
-                self.viewer.bind_key(key, lambda _v, m=method: m(), overwrite=False)
-            except (ValueError, TypeError) as exc:  # someone else owns the key: keep theirs
-                log.warning("napari-wsss: key %s not bound: %s", key, exc)
-                continue
-            self._bound.append(key)
+            self.bind_key(key, getattr(self, name))
+
+    def bind_key(self, key: str, action) -> bool:
+        """Bind viewer key ``key`` to ``action()`` until the panel closes; False (and a log
+        line) when someone else owns the key (theirs is kept)."""
+        try:
+            self.viewer.bind_key(key, lambda _v, m=action: m(), overwrite=False)
+        except (ValueError, TypeError) as exc:
+            log.warning("napari-wsss: key %s not bound: %s", key, exc)
+            return False
+        self._bound.append(key)
+        return True
 
     # ------------------------------------------------------------------ project
     def open_project(self, project) -> None:
@@ -162,7 +170,7 @@ class AnnotationWidget(QWidget):
         from napari_wsss.store import Project
 
         if self.session is not None:
-            self._flush()
+            self.flush()
             self.io.forget()
             self.layers.clear()
             self.session.close()
@@ -172,13 +180,14 @@ class AnnotationWidget(QWidget):
                                          config=config_from_settings(None, self.proposal_controls.settings()))
         self.layers = LayerSet(self.viewer, project.classes, background=project.background)
         self.current = None
+        self.uncertainty = {}
         bg = project.background
         self.project_panel.set_project(project.path)
         self.picker.set_classes(project.classes, background=bg)
         self.nav.set_choices(project.STATUSES, project.classes, background=bg)
         project_opened(self, project)  # calibration, classes needing strokes, model versions
         self._refresh_list()
-        start = self.session.resume_id(self._visible_ids())
+        start = self.session.resume_id(self.visible_ids())
         if start is not None:
             self.show_image(start)
 
@@ -223,7 +232,7 @@ class AnnotationWidget(QWidget):
         if self.layers is None or not 0 <= event.index < len(layers):
             return
         if layers[event.index] is self.layers.corrections:
-            self._flush(wait=True)
+            self.flush(wait=True)
 
     def _adopt_reader_layers(self) -> None:
         """Replace layers opened by File > Open (the npe2 reader) by the panel's own."""
@@ -241,7 +250,8 @@ class AnnotationWidget(QWidget):
             self.show_image(meta["image_id"])
 
     # ------------------------------------------------------------------ navigation
-    def _visible_ids(self) -> list[str]:
+    def visible_ids(self) -> list[str]:
+        """Image ids of the list as filtered now, in file order."""
         if self.session is None:
             return []
         status, cls = self.nav.filters()
@@ -251,7 +261,7 @@ class AnnotationWidget(QWidget):
         s = self.session
         if s is None:
             return
-        ids = self._visible_ids()
+        ids = self.visible_ids()
         self.nav.set_images(ids, {i: s.status(i) for i in ids}, current=self.current)
         self.nav.set_counts(s.counts())
 
@@ -325,7 +335,7 @@ class AnnotationWidget(QWidget):
     def _prefetch(self, left: str | None = None) -> None:
         """Read the neighbours ahead, except the image just left: its save was just queued,
         and re-reading it competes with the switch for the CPU on small machines."""
-        ids, cur = self._visible_ids(), self.current
+        ids, cur = self.visible_ids(), self.current
         for target in (self.session.step(cur, 1, ids), self.session.next_unreviewed(cur, ids),
                        self.session.step(cur, -1, ids)):
             if target is not None and target not in (cur, left):
@@ -334,7 +344,7 @@ class AnnotationWidget(QWidget):
     def _step(self, offset: int) -> None:
         if self.session is None:
             return
-        ids = self._visible_ids()
+        ids = self.visible_ids()
         target = self.session.step(self.current, offset, ids)
         if target is not None and target != self.current:
             self.show_image(target)
@@ -352,9 +362,22 @@ class AnnotationWidget(QWidget):
         self._step(-1)
 
     def next_unreviewed(self) -> None:
+        """Go to the next unreviewed image: the most uncertain one first
+        (`napari_wsss.review.review_order`), or the next in the list when the navigation's
+        order is "file order"."""
         if self.session is None:
             return
-        target = self.session.next_unreviewed(self.current, self._visible_ids())
+        ids = self.visible_ids()
+        if self.nav.order() == "uncertainty":
+            from napari_wsss.review import review_order
+
+            self.flush(wait=True)  # the current image's status and strokes are written
+            # Ties (and images without proposals) keep the list order from the current image on.
+            start = ids.index(self.current) + 1 if self.current in ids else 0
+            ranked = review_order(self.session.project, ids=ids[start:] + ids[:start], cache=self.uncertainty)
+            target = next((i for i in ranked if i != self.current), None)
+        else:
+            target = self.session.next_unreviewed(self.current, ids)
         if target is None:
             self.notify("no unreviewed image left in this list: the end")
         else:
@@ -425,6 +448,21 @@ class AnnotationWidget(QWidget):
         if self.layers is not None:
             self.layers.set_stage(self.review.stage.currentData())
 
+    def show_computed_stage(self, image_id: str, stage: str, data: np.ndarray | None, *,
+                            choose: bool = False) -> None:
+        """Show a proposal computed in the panel (layer values, e.g. the strokes' propagated
+        one) as proposal ``stage`` of ``image_id`` if it is the current image: in the
+        proposal layer when chosen, and in the Review box's stage list, where Accept takes
+        it. ``choose`` makes it the chosen stage; ``None`` removes it."""
+        if self.layers is None or image_id != self.current:
+            return
+        known = stage in self.layers.stages()
+        if choose and data is not None:
+            self.layers.stage = stage
+        self.layers.set_computed_stage(stage, data)
+        if choose or known != (data is not None):
+            self.review.set_stages(self.layers.stages(), STAGE_TITLES, current=self.layers.stage)
+
     # ------------------------------------------------------------------ corrections
     def _write(self, image_id: str, data: np.ndarray) -> None:
         self.session.save_corrections(image_id, data)
@@ -432,7 +470,8 @@ class AnnotationWidget(QWidget):
     def _read(self, image_id: str):
         return self.session.load(image_id)
 
-    def _flush(self, wait: bool = True) -> None:
+    def flush(self, wait: bool = True) -> None:
+        """Queue the pending save now; with ``wait``, until every queued write landed."""
         self.editor.flush(wait=wait)
 
     def save_now(self) -> None:
@@ -449,7 +488,11 @@ class AnnotationWidget(QWidget):
             return
         if only_unpainted is None:
             only_unpainted = self.review.only_unpainted.isChecked()
-        self.editor.accept(stage, only_unpainted=only_unpainted)
+        computed = self.layers.view.masks.get(stage) if stage == STROKES_STAGE else None
+        if stage == STROKES_STAGE and computed is None:
+            self.message.setText("no propagated proposal yet: paint a stroke first")
+            return
+        self.editor.accept(stage, only_unpainted=only_unpainted, proposal=computed)
 
     def reset(self) -> None:
         """Clear the corrections of the current image (undoable)."""
@@ -535,6 +578,7 @@ class AnnotationWidget(QWidget):
 
     def _proposals_done(self, image_id: str) -> None:
         self.io.forget(image_id)
+        self.uncertainty.pop(image_id, None)
         self.session.refresh_status(image_id)
         self._status_changed(image_id)
         if image_id == self.current:
@@ -611,5 +655,5 @@ class AnnotationWidget(QWidget):
     def hideEvent(self, event) -> None:
         # The dock closed or the viewer is going: do not leave a save waiting.
         if not self._closed:
-            self._flush(wait=False)
+            self.flush(wait=False)
         super().hideEvent(event)

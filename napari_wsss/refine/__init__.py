@@ -13,7 +13,7 @@ from .crf import NO_BACKGROUND_CRF, crf_refine, default_crf, dense_crf
 from .graph import AffinityGraph, pair_indices, pair_offsets, pairwise
 from .random_walk import build_affinity, colour_affinity, feature_affinity, random_walk, random_walk_refine
 from .upsample import Guide, area_downsample, edge_aware_upsample, upsample_labels, working_shape
-from .seeded import SeededRefiner, guided_upsample, seeded_crf, seeded_random_walk, seeded_refine
+from .seeded import SeededRefiner, seeded_crf, seeded_random_walk, seeded_refine
 
 __all__ = [
     "NO_BACKGROUND_CRF",
@@ -33,7 +33,6 @@ __all__ = [
     "edge_aware_upsample",
     "downsample_labels",
     "feature_affinity",
-    "guided_upsample",
     "labels_from_scores",
     "pair_indices",
     "pair_offsets",

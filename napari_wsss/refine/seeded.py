@@ -29,22 +29,24 @@ for the unpainted pixels:
 
 :func:`seeded_refine` does the pipeline's background handling, adds stroke classes that are not
 among the image's labels, runs either refinement at a *working resolution* (long side
-``work_side``) and brings the probabilities back to image size with :func:`guided_upsample`
-(He et al.'s guided filter with the image as guide, an edge-aware upsampling). Seeds are then
+``work_side``) and brings the probabilities back to image size with the pipeline's edge-aware
+upsampler (:func:`~napari_wsss.refine.upsample.edge_aware_upsample`, the tiled fast guided
+filter with the image as colour guide; its :class:`~napari_wsss.refine.upsample.Guide` is built
+once per image). Seeds are then
 imposed at full resolution, so every painted pixel keeps its class exactly.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.ndimage as ndi
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
 from ..conventions import CAM_THRESHOLD, IGNORE, IGNORE_PAINTED
-from ._utils import check_scores, image_to_uint8_rgb, resize_scores
+from ._utils import check_scores, resize_scores
 from .background import RefineResult, scores_with_background
 from .crf import default_crf, dense_crf
+from .upsample import Guide, area_downsample, edge_aware_upsample
 
 __all__ = [
     "NOT_PAINTED",
@@ -52,7 +54,6 @@ __all__ = [
     "PAINTED_IGNORE",
     "SEEDED_METHODS",
     "edge_weights",
-    "guided_upsample",
     "seed_indices",
     "seeded_crf",
     "seeded_random_walk",
@@ -195,59 +196,6 @@ def seeded_crf(image: np.ndarray, scores, seeds: np.ndarray, *, clip: float = 1e
     return q
 
 
-def guided_upsample(scores, guide: np.ndarray, *, radius: int = 1, eps: float = 1e-3) -> np.ndarray:
-    """Edge-aware upsampling of per-class scores to the guide's size (fast guided filter).
-
-    He et al.'s guided filter ("Guided Image Filtering", PAMI 2013, Algorithm 1) in its fast
-    form for upsampling (He & Sun, "Fast Guided Filter", 2015): at the scores' resolution the
-    per-window affine coefficients ``a, b`` of each slice on the guide's grey levels are fitted
-    (windows of ``(2 radius + 1)^2`` pixels) and averaged; they are upsampled bilinearly and
-    applied to the full-size guide, ``q = a I + b``. Class boundaries snap to the image's edges
-    instead of the coarse grid's.
-
-    Parameters
-    ----------
-    scores : array, shape (K, h, w)
-    guide : ndarray, shape (H, W) or (H, W, C)
-        The full-size image.
-    radius : int
-        Window radius in score pixels.
-    eps : float
-        Regularisation (grey levels in ``[0, 1]``): windows whose guide variance is well below
-        ``eps`` are smoothed instead of following the guide.
-
-    Returns
-    -------
-    ndarray, shape (K, H, W), float32
-        Non-negative scores renormalised to sum to 1 per pixel.
-    """
-    sc = check_scores(scores)
-    rgb = image_to_uint8_rgb(guide)
-    big = rgb.shape[:2]
-    if sc.shape[1:] == big:
-        return sc
-    gray = rgb.astype(np.float32).mean(-1) / 255.0
-    small = resize_scores(gray[None], sc.shape[1:], mode="area")[0]
-    size = 2 * int(radius) + 1
-
-    def box(x):
-        return ndi.uniform_filter(x, size=(1, size, size) if x.ndim == 3 else size, mode="reflect")
-
-    mean_i = box(small)
-    var_i = box(small * small) - mean_i * mean_i
-    mean_p = box(sc)
-    a = (box(sc * small[None]) - mean_i[None] * mean_p) / (var_i[None] + eps)
-    b = mean_p - a * mean_i[None]
-    ab = resize_scores(np.concatenate([box(a), box(b)]), big)
-    k = sc.shape[0]
-    out = ab[:k]
-    out *= gray[None]
-    out += ab[k:]
-    np.maximum(out, 0.0, out=out)
-    out /= np.maximum(out.sum(0, keepdims=True), 1e-12)
-    return out
-
-
 def seed_indices(seed_map: np.ndarray, classes) -> np.ndarray:
     """Seed map (class indices, 254 / 255 not seeds) -> slice indices into ``classes``, -1 elsewhere."""
     cls = np.asarray(classes, dtype=np.int64)
@@ -309,7 +257,11 @@ class SeededRefiner:
             if scores.shape[0] != self.classes.size:
                 raise ValueError(f"prior: {scores.shape[0]} slices for classes {self.classes.tolist()}")
         self.scores = scores
-        self.small = self.image if self.grid == (h, w) else _resize_image(self.image, self.grid)
+        if self.grid == (h, w):
+            self.small, self.guide = self.image, None
+        else:
+            self.small = area_downsample(self.image, self.grid)
+            self.guide = Guide(self.image, self.grid, low=self.small)  # colour statistics, once
         self.method, self.gamma, self.beta = method, gamma, beta
         if method == "crf" and crf is None:
             crf = default_crf(background)
@@ -352,7 +304,14 @@ class SeededRefiner:
             probs = seeded_random_walk(self.small, scores, small_seeds, gamma=self.gamma, beta=self.beta)
         else:
             probs = seeded_crf(self.small, scores, small_seeds, **self.crf)
-        probs = guided_upsample(probs.astype(np.float32), self.image)
+        probs = probs.astype(np.float32)
+        if self.guide is not None:
+            # A local linear function of the colours: may overshoot [0, 1] near edges; clipped
+            # and renormalised so the scores stay probabilities (the arg-max is unchanged
+            # wherever a class is positive).
+            probs = edge_aware_upsample(probs, self.guide)
+            np.maximum(probs, 0.0, out=probs)
+            probs /= np.maximum(probs.sum(0, keepdims=True), 1e-12)
         marked = seeds >= 0
         probs[:, marked] = np.eye(k, dtype=np.float32)[:, seeds[marked]]
         mask = cls.astype(np.uint8)[probs.argmax(0)]
@@ -384,7 +343,7 @@ def seeded_refine(image: np.ndarray, cams, labels, seed_map: np.ndarray, **kwarg
         :func:`seeded_random_walk` or :func:`seeded_crf`.
     work_side : int or None
         Long side of the working resolution (``None``: the image's own); the result is brought
-        to image size by :func:`guided_upsample`.
+        to image size by :func:`~napari_wsss.refine.upsample.edge_aware_upsample`.
     gamma, beta
         Random-walk parameters (:func:`seeded_random_walk`).
     crf : dict, optional
@@ -397,13 +356,6 @@ def seeded_refine(image: np.ndarray, cams, labels, seed_map: np.ndarray, **kwarg
         class, painted-ignore pixels are 255.
     """
     return SeededRefiner(image, cams, labels, **kwargs)(seed_map)
-
-
-def _resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """uint8 RGB image area-averaged to ``shape``."""
-    rgb = image_to_uint8_rgb(image).astype(np.float32).transpose(2, 0, 1)
-    small = resize_scores(rgb, shape, mode="area").transpose(1, 2, 0)
-    return np.ascontiguousarray(np.clip(np.rint(small), 0, 255).astype(np.uint8))
 
 
 def _probabilities(prior) -> np.ndarray:

@@ -33,15 +33,21 @@ def test_stroke_updates_proposal_without_stalling_the_gui(make_napari_viewer, qt
     layer.brush_size = 9
     got = []
     widget.strokes.updated.connect(got.append)
-    layer.paint((300, 20), 1)  # a first stroke (class 0, grey area) adds the "proposal: strokes" layer
+    order = [widget.layers.image, widget.layers.heatmap, widget.layers.proposal, layer]
+    layer.paint((300, 20), 1)  # a first stroke (class 0, grey area)
     qtbot.waitUntil(lambda: len(got) == 1, timeout=60000)
+    # The propagated proposal is a stage of the proposal slot, chosen at the first result:
+    # no layer added, the panel's layer order unchanged.
+    assert list(viewer.layers) == order
+    assert widget.review.stage.currentData() == "strokes"
+    assert widget.layers.proposal.name == "proposal: strokes"
     with ticker:
         t0 = time.perf_counter()
         layer.paint((90, 140), 4)  # class 3 inside the red block: one pen-up
         painted = time.perf_counter()
         qtbot.waitUntil(lambda: len(got) == 2, timeout=60000)
         t1 = time.perf_counter()
-    prop = viewer.layers["proposal: strokes"].data
+    prop = widget.layers.proposal.data
     # The whole red block (not only the painted disc) became class 3 (layer value 4).
     assert np.all(prop[40:140, 60:220] == 4)
     assert np.mean(prop[200:300, 300:460] == 4) < 0.5
@@ -55,19 +61,20 @@ def test_stroke_updates_proposal_without_stalling_the_gui(make_napari_viewer, qt
     assert painted - t0 < 0.1  # the paint call itself only starts the debounce timer
     # The strokes are what is stored until the propagated proposal is accepted.
     widget.save_now()
-    widget._flush()
+    widget.flush()
     stored = Project.open(p.path, mode="r").read_corrections("big")
     assert np.count_nonzero(stored != 255) == np.count_nonzero(layer.data)
-    widget.strokes.accept()
+    widget.accept()  # Accept (Alt+A) takes the chosen stage: the propagated mask
     assert p.status("big").status == "accepted"
     np.testing.assert_array_equal(layer.data[40:140, 60:220], 4)
+    np.testing.assert_array_equal(layer.data[prop != 0], prop[prop != 0])  # nothing else painted
     # A second stroke in the blue block: debounced, re-run with both strokes as seeds.
     layer.paint((250, 380), 8)
     qtbot.waitUntil(lambda: len(got) == 3, timeout=60000)
     widget.close()
 
 
-def test_region_tools_and_most_uncertain_next(make_napari_viewer, qtbot, project):
+def test_region_tools_and_next_unreviewed_order(make_napari_viewer, qtbot, project):
     base = np.zeros((48, 64), np.uint8)
     for name, rows in (("a", 0), ("b", 20), ("c", 5)):
         other = base.copy()
@@ -78,8 +85,15 @@ def test_region_tools_and_most_uncertain_next(make_napari_viewer, qtbot, project
     viewer = make_napari_viewer()
     widget = AnnotationWidget(viewer)
     widget.open_project(project.path)
-    widget.strokes.most_uncertain_next()  # b disagrees most (20 rows), then c (5), a (0), d
+    assert widget.nav.order() == "uncertainty"  # the default
+    widget.next_unreviewed()  # b disagrees most (20 rows), then c (5), a (0), d
     assert widget.current == "b"
+    widget.next_unreviewed()
+    assert widget.current == "c"
+    widget.nav.order_box.setCurrentIndex(widget.nav.order_box.findData("file"))
+    widget.next_unreviewed()  # the list after c
+    assert widget.current == "d"
+    widget.show_image("b")
     layer = widget.layers.corrections
     layer.selected_label = 3  # class 2
     viewer.cursor.position = (10, 10)
