@@ -1,5 +1,6 @@
 """A real ``torchrun --nproc_per_node=2`` (gloo) run equals the single-process run."""
 
+import dataclasses
 import io
 import json
 import os
@@ -37,14 +38,9 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     assert next(x for x in lines if x["event"] == "start")["world_size"] == 2
     assert ddp.checkpoints("classifier") == ["classifier-0001"]  # one run: one version
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ref = train(single.path, "classifier", cfg, stream=io.StringIO())["classifier"]
-    finally:
-        torch.set_num_threads(threads)
-    assert [x["loss"] for x in steps] == pytest.approx(ref.losses, abs=1e-4)
-    _assert_same_training(single, ddp, "classifier")
+    losses, before_last = _reference(single, "classifier", cfg, total_steps=4)
+    assert [x["loss"] for x in steps] == pytest.approx(losses, abs=1e-4)
+    _assert_same_training(before_last, single, ddp, "classifier")
 
 
 def _torchrun(project, stage, cfg_path):
@@ -73,26 +69,40 @@ def test_torchrun_affinity_matches_single_process(tmp_path):
     assert [x["step"] for x in steps] == [1, 2]
     assert ddp.checkpoints("affinity") == ["affinity-0001"]  # one run: one version
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ref = train(single.path, "affinity", cfg, stream=io.StringIO())["affinity"]
-    finally:
-        torch.set_num_threads(threads)
-    assert ref.losses[1] < ref.losses[0]  # it learnt something
-    assert [x["loss"] for x in steps] == pytest.approx(ref.losses, abs=1e-5)
-    _assert_same_training(single, ddp, "affinity")
+    losses, before_last = _reference(single, "affinity", cfg, total_steps=2)
+    assert losses[1] < losses[0]  # it learnt something
+    assert [x["loss"] for x in steps] == pytest.approx(losses, abs=1e-5)
+    _assert_same_training(before_last, single, ddp, "affinity")
 
 
 def _weights(project, version):
     return torch.load(project.checkpoint_path(version), weights_only=True)["model"]
 
 
-def _assert_same_training(single, ddp, stage, tol=1e-2):
+def _reference(project, stage, cfg, *, total_steps):
+    """The single-process run, one thread: stopped one step before its end (``max_steps``;
+    the schedule still spans all epochs) and resumed to the end, as one run (one version).
+
+    Returns the losses of every step and the weights before the last update (a version
+    keeps only its last step, and the bound below needs the last update).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        first = train(project.path, stage, dataclasses.replace(cfg, max_steps=total_steps - 1),
+                      stream=io.StringIO())[stage]
+        before_last = _weights(project, project.checkpoints(stage)[-1])
+        rest = train(project.path, stage, dataclasses.replace(cfg, resume=True), stream=io.StringIO())[stage]
+    finally:
+        torch.set_num_threads(threads)
+    return first.losses + rest.losses, before_last
+
+
+def _assert_same_training(w1, single, ddp, stage, tol=1e-2):
     """The DDP weights equal the single-process ones up to float32 arithmetic order.
 
-    Per weight tensor: ||w_ddp - w_single|| <= tol * ||w_last - w_previous|| (the single run's
-    last epoch of updates). Why a bound relative to the update and not element-wise rtol:
+    Per weight tensor: ||w_ddp - w_single|| <= tol * ||w_single - w1|| (``w1``: the single
+    run's weights before its last optimizer step, so the right side is its last update). Why a bound relative to the update and not element-wise rtol:
 
     * The runs compute the same gradients in a different order: a rank's half batch goes
       through CPU kernels blocked for 2 images instead of 4, and gloo sums the two halves. A
@@ -110,9 +120,8 @@ def _assert_same_training(single, ddp, stage, tol=1e-2):
       per-rank loss normalisation) changes the update itself: a ratio of order 0.1 to 1.
     """
     versions = single.checkpoints(stage)
-    assert versions == ddp.checkpoints(stage)
-    w1, w2 = _weights(single, versions[-2]), _weights(single, versions[-1])
-    b = _weights(ddp, versions[-1])
+    assert versions == ddp.checkpoints(stage)  # one run each: stopped and resumed is one version
+    w2, b = _weights(single, versions[-1]), _weights(ddp, versions[-1])
     assert w2.keys() == b.keys()
     worst = {}
     for key in w2:
