@@ -12,21 +12,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QLabel, QVBoxLayout, QWidget
 
-from napari_wsss.conventions import class_of_value, is_paintable, value_of_class
-
-from .classes import CLASS_KEYS, HEATMAP_PICKED, ClassPicker
+from .classes import CLASS_KEYS, ClassPicker
 from .controls import ModelControls, PanelScrollArea, ProposalControls, ReviewControls
 from .editing import CorrectionsEditor
-from .layers import HEATMAP_ALL, HEATMAP_OFF, STAGE_TITLES, STROKES_STAGE, LayerSet
+from .layers import STAGE_TITLES, LayerSet
+from .model_actions import ModelActions
 from .navigation import NavigationPanel
 from .project_panel import ProjectPanel
-from .model_actions import ModelActions
-from .project_info import project_opened
-from .session import AnnotationSession, config_from_settings, default_config
-from .workers import BackgroundIO, proposal_worker
+from .session import AnnotationSession, default_config
+from .widget_display import DisplayActions
+from .widget_project import PROJECT_METADATA_KEY, ProjectFlow
+from .widget_review import ReviewActions
+from .workers import BackgroundIO
 
 if TYPE_CHECKING:
     import napari
@@ -35,12 +35,8 @@ __all__ = ["AnnotationWidget", "PROJECT_METADATA_KEY"]
 
 log = logging.getLogger(__name__)
 
-PROJECT_METADATA_KEY = "napari_wsss"
-"""Layers from the project reader carry ``metadata[PROJECT_METADATA_KEY]`` with the
-``project`` path and ``image_id``; the panel replaces them with its own layers."""
 
-
-class AnnotationWidget(QWidget):
+class AnnotationWidget(ProjectFlow, ReviewActions, DisplayActions, QWidget):
     """The WSSS annotation panel.
 
     Parameters
@@ -163,91 +159,6 @@ class AnnotationWidget(QWidget):
             return False
         self._bound.append(key)
         return True
-
-    # ------------------------------------------------------------------ project
-    def open_project(self, project) -> None:
-        """Open a project (a path or a `napari_wsss.store.Project`) and show its first image."""
-        from napari_wsss.store import Project
-
-        if self.session is not None:
-            self.flush()
-            self.io.forget()
-            self.layers.clear()
-            self.session.close()
-        if not isinstance(project, Project):
-            project = Project.open(Path(project))
-        self.session = AnnotationSession(project, pipeline_factory=self._factory,
-                                         config=config_from_settings(None, self.proposal_controls.settings()))
-        self.layers = LayerSet(self.viewer, project.classes, background=project.background)
-        self.current = None
-        self.uncertainty = {}
-        bg = project.background
-        self.project_panel.set_project(project.path)
-        self.picker.set_classes(project.classes, background=bg)
-        self.nav.set_choices(project.STATUSES, project.classes, background=bg)
-        project_opened(self, project)  # calibration, classes needing strokes, model versions
-        self._refresh_list()
-        start = self.session.resume_id(self.visible_ids())
-        if start is not None:
-            self.show_image(start)
-
-    def create_project(self, folder: str, csv: str, out: str, background: bool | str = False):
-        """Ingest an image folder (+ labels CSV, or one sub-folder per class) into a project
-        at ``out`` (new or existing), open it, and return the ingest report. ``background``:
-        add a background class, or the labels' background class name (``--background-class``)."""
-        from napari_wsss.ingest import ingest_folder
-
-        report = ingest_folder(Path(out), Path(folder), Path(csv) if csv else None,
-                               background=bool(background),
-                               background_class=background if isinstance(background, str) else None)
-        self.open_project(report.project)
-        problems = [f"{i.where}: {i.message}" for i in (*report.errors, *report.warnings)]
-        self.message.setText(
-            f"added {len(report.added)} images, {len(report.errors)} errors, "
-            f"{len(report.warnings)} warnings" + ("\n" + "\n".join(problems[:5]) if problems else "")
-            + (f"\n{report.background_note}" if report.background_note else "")
-        )
-        return report
-
-    def _reader_layers(self) -> list[tuple[object, dict]]:
-        """Layers a project reader added (``metadata["napari_wsss"]["project"]``), not ours."""
-        ours = set(map(id, self.layers._layers())) if self.layers is not None else set()
-        out = []
-        for layer in self.viewer.layers:
-            meta = layer.metadata.get(PROJECT_METADATA_KEY) if hasattr(layer, "metadata") else None
-            if isinstance(meta, dict) and meta.get("project") and id(layer) not in ours:
-                out.append((layer, meta))
-        return out
-
-    def _on_layer_inserted(self, event=None) -> None:
-        if not self._adopt_pending and self._reader_layers():
-            # The reader adds several layers one by one: adopt them once, afterwards.
-            self._adopt_pending = True
-            QTimer.singleShot(0, self._adopt_reader_layers)
-
-    def _on_layer_removing(self, event) -> None:
-        # Closing the viewer removes every layer first: save the corrections before
-        # they go (also when the user deletes the corrections layer).
-        layers = self.viewer.layers
-        if self.layers is None or not 0 <= event.index < len(layers):
-            return
-        if layers[event.index] is self.layers.corrections:
-            self.flush(wait=True)
-
-    def _adopt_reader_layers(self) -> None:
-        """Replace layers opened by File > Open (the npe2 reader) by the panel's own."""
-        self._adopt_pending = False
-        found = self._reader_layers()
-        if not found or self._closed:
-            return
-        meta = found[0][1]
-        for layer, _ in found:
-            self.viewer.layers.remove(layer)
-        path = Path(meta["project"])
-        if self.session is None or Path(self.session.project.path) != path:
-            self.open_project(path)
-        if meta.get("image_id") in self.session.image_ids:
-            self.show_image(meta["image_id"])
 
     # ------------------------------------------------------------------ navigation
     def visible_ids(self) -> list[str]:
@@ -383,86 +294,6 @@ class AnnotationWidget(QWidget):
         else:
             self.show_image(target)
 
-    # ------------------------------------------------------------------ classes and display
-    def _hook_corrections(self) -> None:
-        """The corrections layer exists now: the class keys and the label box -> panel link."""
-        layer = self.layers.corrections
-        for k, key in enumerate(CLASS_KEYS):
-            layer.bind_key(key, lambda _l, k=k: self.choose_class(k), overwrite=True)
-        layer.events.selected_label.connect(self._label_changed)
-        self._label_changed()
-
-    def _label_changed(self, event=None) -> None:
-        layer = self.layers.corrections if self.layers is not None else None
-        if layer is None or not is_paintable(layer.selected_label, len(self.session.classes)):
-            return  # the editor sets it back and says why
-        self.picker.set_value(layer.selected_label)
-        self._update_heatmap()
-
-    def choose_class(self, c: int) -> bool:
-        """Paint with class ``c`` (the keys 1-9, 0 call this with ``c`` = 0..9)."""
-        if self.session is None or not 0 <= c < len(self.session.classes):
-            if self.session is not None:
-                self.notify(f"no class {c + 1}: this project has {len(self.session.classes)} classes")
-            return False
-        return self.choose_value(value_of_class(c))
-
-    def choose_value(self, value: int) -> bool:
-        """Paint with layer value ``value`` (what the class picker emits)."""
-        if self.layers is None or self.layers.corrections is None:
-            return False
-        ok = self.editor.choose(value)
-        if ok:
-            self.viewer.layers.selection.active = self.layers.corrections
-        return ok
-
-    def _update_heatmap(self) -> None:
-        if self.layers is None or self.layers.corrections is None:
-            return
-        mode = self.picker.heatmap_mode()
-        if mode == HEATMAP_PICKED:
-            v = int(self.layers.corrections.selected_label)
-            c = class_of_value(v)
-            if c >= len(self.session.classes):  # ignore / eraser: keep the last class shown
-                return
-            self.layers.set_heatmap(c)
-        else:
-            self.layers.set_heatmap(HEATMAP_ALL if mode == "all" else HEATMAP_OFF)
-
-    def cycle_heatmap(self) -> None:
-        """Heatmap: picked class -> all classes -> off (Alt+H)."""
-        self.picker.cycle_heatmap()
-
-    def toggle_contour(self) -> None:
-        """Proposal filled <-> contours (Alt+C)."""
-        if self.layers is not None:
-            contour = self.layers.toggle_contour()
-            self.viewer.status = f"proposal drawn as {'contours' if contour else 'filled regions'}"
-
-    def cycle_opacity(self) -> None:
-        """Next proposal opacity (Alt+O)."""
-        if self.layers is not None:
-            self.viewer.status = f"proposal opacity {self.layers.cycle_opacity():.2f}"
-
-    def _stage_chosen(self, _index=None) -> None:
-        if self.layers is not None:
-            self.layers.set_stage(self.review.stage.currentData())
-
-    def show_computed_stage(self, image_id: str, stage: str, data: np.ndarray | None, *,
-                            choose: bool = False) -> None:
-        """Show a proposal computed in the panel (layer values, e.g. the strokes' propagated
-        one) as proposal ``stage`` of ``image_id`` if it is the current image: in the
-        proposal layer when chosen, and in the Review box's stage list, where Accept takes
-        it. ``choose`` makes it the chosen stage; ``None`` removes it."""
-        if self.layers is None or image_id != self.current:
-            return
-        known = stage in self.layers.stages()
-        if choose and data is not None:
-            self.layers.stage = stage
-        self.layers.set_computed_stage(stage, data)
-        if choose or known != (data is not None):
-            self.review.set_stages(self.layers.stages(), STAGE_TITLES, current=self.layers.stage)
-
     # ------------------------------------------------------------------ corrections
     def _write(self, image_id: str, data: np.ndarray) -> None:
         self.session.save_corrections(image_id, data)
@@ -477,115 +308,6 @@ class AnnotationWidget(QWidget):
     def save_now(self) -> None:
         """Queue a write of the current corrections now."""
         self.editor.save_now()
-
-    def accept(self, stage: str | None = None, *, only_unpainted: bool | None = None) -> None:
-        """Copy a proposal into the corrections; status ``accepted``."""
-        if self.current is None:
-            return
-        stage = stage or self.review.stage.currentData()
-        if stage is None:
-            self.message.setText("no proposal to accept: compute proposals first")
-            return
-        if only_unpainted is None:
-            only_unpainted = self.review.only_unpainted.isChecked()
-        computed = self.layers.view.masks.get(stage) if stage == STROKES_STAGE else None
-        if stage == STROKES_STAGE and computed is None:
-            self.message.setText("no propagated proposal yet: paint a stroke first")
-            return
-        self.editor.accept(stage, only_unpainted=only_unpainted, proposal=computed)
-
-    def reset(self) -> None:
-        """Clear the corrections of the current image (undoable)."""
-        if self.current is not None:
-            self.editor.reset()
-
-    def skip(self) -> None:
-        """Go to the next unreviewed image; an unreviewed current image is marked
-        ``skipped`` (a reviewed one keeps its status and mask: see docs/review.md)."""
-        if self.current is None:
-            return
-        image_id = self.current
-        if not self.session.skip(image_id):
-            self.notify(f"{image_id} stays {self.session.status(image_id)} (Reset first to skip it)")
-        self._status_changed(image_id)
-        self.next_unreviewed()
-
-    def use_ignore_brush(self) -> None:
-        if self.current is not None:
-            self.editor.use_ignore_brush()
-            self.viewer.layers.selection.active = self.layers.corrections
-
-    def undo(self) -> None:
-        if self.current is not None:
-            self.editor.undo()
-
-    def redo(self) -> None:
-        if self.current is not None:
-            self.editor.redo()
-
-    # ------------------------------------------------------------------ proposals
-    def recompute(self):
-        """Compute proposals for the current image in a worker; returns the started worker
-        (None when there is no image or a computation is already running)."""
-        if self.session is None or self.current is None or self.worker is not None:
-            return None
-        try:
-            config = config_from_settings(self.session.config, self.proposal_controls.settings())
-        except ValueError as exc:
-            self.message.setText(str(exc))
-            return None
-        self.session.set_config(config)
-        worker = proposal_worker(self.session, self.current)
-        # Bound methods (not lambdas): Qt drops these connections if the panel is deleted.
-        self._job = {"image_id": self.current, "outcome": "cancelled"}
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._worker_error)
-        worker.finished.connect(self._worker_finished)
-        self.worker = worker
-        self.proposal_controls.set_busy(True)
-        self.message.setText("")
-        worker.start()
-        return worker
-
-    def cancel(self) -> None:
-        """Stop the running proposal job before its next stage; nothing is saved."""
-        if self.worker is not None:
-            self.worker.quit()
-            self.proposal_controls.show_progress(0, 1, "cancelling…")
-
-    def _on_progress(self, p) -> None:
-        self.proposal_controls.show_progress(*p)
-        self.proposal_progress.emit(*p)
-
-    def _on_returned(self, image_id) -> None:
-        if image_id is not None:
-            self._job["outcome"] = "saved"
-            self._proposals_done(image_id)
-
-    def _worker_error(self, exc: BaseException) -> None:
-        self._job["outcome"] = "failed"
-        log.error("proposals failed", exc_info=exc)
-        self.message.setText(f"proposals failed: {exc}")
-
-    def _worker_finished(self) -> None:
-        self.worker = None
-        self.proposal_controls.set_busy(False)
-        image_id, outcome = self._job["image_id"], self._job["outcome"]
-        if outcome == "cancelled":
-            self.message.setText("proposal computation cancelled: nothing was saved")
-        self.proposals_finished.emit(image_id, outcome)
-
-    def _proposals_done(self, image_id: str) -> None:
-        self.io.forget(image_id)
-        self.uncertainty.pop(image_id, None)
-        self.session.refresh_status(image_id)
-        self._status_changed(image_id)
-        if image_id == self.current:
-            view = self.io.load(image_id)
-            self.layers.show_proposals(view)
-            self.review.set_stages(self.layers.stages(), STAGE_TITLES, current=self.layers.stage)
-        self.proposals_ready.emit(image_id)
 
     # ------------------------------------------------------------------ model
     def retrain(self, stage: str = "classifier", argv: list[str] | None = None) -> None:
