@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
-__all__ = ["DATA_ENV", "add_data_argument", "dataset_dir"]
+__all__ = ["DATA_ENV", "add_data_argument", "dataset_dir", "work_dir"]
 
 DATA_ENV = "WSSS_DATA"
 
@@ -35,3 +36,9 @@ def dataset_dir(data: str | None, name: str, *, required: bool = True) -> Path |
     if not path.is_dir():
         raise SystemExit(f"{path} does not exist: --data / {DATA_ENV} must name the folder holding {name}/")
     return path
+
+
+def work_dir(name: str) -> str:
+    """Default scratch folder of a benchmark (projects, checkpoints, caches): ``name`` in the
+    system's temporary directory."""
+    return os.path.join(tempfile.gettempdir(), name)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _data import work_dir
 from _msrc import read_gt, split_ids, split_project
 from quality import _cached, _digest, _log, _Scores, _train_stage, _version
 
@@ -57,7 +58,7 @@ def _score_run(train_proj, test_proj, test_ids, *, cfg, cache_root) -> dict:
     return {"mAP": amap.compute()["mAP"], "cam": scores.get("cam").miou, "crf": scores.get("crf").miou}
 
 
-def correction_quality(*, work="/tmp/wsss-loop", fractions=(0.0, 0.05, 0.2), epochs=6,
+def correction_quality(*, work=None, fractions=(0.0, 0.05, 0.2), epochs=6,
                        subset=None, seed=0, test_fraction=0.3, crop=224, batch=16,
                        pixel_weight=0.1, scales=None, crf=None, max_side=512,
                        threads=2) -> list[dict]:
@@ -78,7 +79,7 @@ def correction_quality(*, work="/tmp/wsss-loop", fractions=(0.0, 0.05, 0.2), epo
         One per fraction: ``fraction``, ``corrected`` (images), ``mAP``, ``cam``, ``crf``
         (mIoU in [0, 1]), ``train_s`` (seconds of training, 0 when reused).
     """
-    work = Path(work)
+    work = Path(work or work_dir("wsss-loop"))
     torch.set_num_threads(threads)
     train_ids, test_ids = split_ids(test_fraction=test_fraction, seed=seed, subset=subset)
     tag = f"s{seed}-n{len(train_ids)}"
@@ -168,7 +169,7 @@ def _shapes_project(path, samples, corrected=()):
     return project
 
 
-def shapes_correction_quality(*, work="/tmp/wsss-loop", fractions=(0.0, 0.2), epochs=8, n_train=48,
+def shapes_correction_quality(*, work=None, fractions=(0.0, 0.2), epochs=8, n_train=48,
                               n_test=32, size=128, seed=0, variants=("threshold", "logit"),
                               pixel_weight=0.1, threads=1) -> list[dict]:
     """Shapes sample (background): pseudo-mask quality at the project's *default* threshold
@@ -188,7 +189,7 @@ def shapes_correction_quality(*, work="/tmp/wsss-loop", fractions=(0.0, 0.2), ep
     from napari_wsss.pipeline import calibrate_project
     from napari_wsss.sample import make_shapes
 
-    work = Path(work)
+    work = Path(work or work_dir("wsss-loop"))
     torch.set_num_threads(threads)
     samples = make_shapes(n_train + n_test, size=size, seed=1000 + seed)
     train, test = samples[:n_train], samples[n_train:]

@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _data import add_data_argument, work_dir  # noqa: E402
 
 from napari_wsss.calibrate import THRESHOLD_RULES, threshold_by_rule  # noqa: E402
 from napari_wsss.evaluate import DEFAULT_THRESHOLDS, cam_threshold_sweep  # noqa: E402
@@ -110,8 +113,8 @@ def measure(name, project, items) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("WSSS_DATA"), help="datasets folder (or WSSS_DATA)")
-    ap.add_argument("--work", default="/tmp/wsss-calibrate", help="projects and checkpoints go here")
+    add_data_argument(ap)
+    ap.add_argument("--work", default=work_dir("wsss-calibrate"), help="projects and checkpoints go here")
     ap.add_argument("--ccp-images", type=int, default=120)
     ap.add_argument("--ccp-epochs", type=int, default=6)
     ap.add_argument("--only", choices=["shapes", "ccp"], default=None)

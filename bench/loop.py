@@ -54,7 +54,7 @@ from trainer.losses import ClassifierLoss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _data import add_data_argument  # noqa: E402
+from _data import add_data_argument, work_dir  # noqa: E402
 from _loop_quality import (  # noqa: E402
     correction_quality,
     quality_table,
@@ -317,7 +317,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="quality: MSRC-v2 (no background) or the shapes sample (background; pseudo-masks "
                         "at the project's default threshold, pixel-loss background rules compared)")
     add_data_argument(p)  # only --quality reads MSRC-v2
-    p.add_argument("--work", default="/tmp/wsss-loop", help="quality: projects, checkpoints, CAMs")
+    p.add_argument("--work", default=work_dir("wsss-loop"), help="quality: projects, checkpoints, CAMs")
     p.add_argument("--epochs", type=int, default=6, help="quality: classifier epochs")
     p.add_argument("--subset", type=int, default=None, help="quality: use only this many images")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.05, 0.2],

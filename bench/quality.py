@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _data import add_data_argument  # noqa: E402
+from _data import add_data_argument, work_dir  # noqa: E402
 from _msrc import msrc_root, read_gt, split_ids, split_project, use_data  # noqa: E402
 
 from napari_wsss.device import choose_device  # noqa: E402
@@ -345,7 +345,7 @@ def _table(res: dict, args) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work", default="/tmp/wsss-quality", help="projects, checkpoints, CAM cache")
+    p.add_argument("--work", default=work_dir("wsss-quality"), help="projects, checkpoints, CAM cache")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-fraction", type=float, default=0.3)
     p.add_argument("--subset", type=int, default=None, help="use only this many images (quick runs)")

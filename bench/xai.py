@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _data import add_data_argument  # noqa: E402
+from _data import add_data_argument, work_dir  # noqa: E402
 from _msrc import read_gt, split_ids, split_project, use_data  # noqa: E402
 
 from napari_wsss.cams import masked_confidences  # noqa: E402
@@ -101,7 +101,7 @@ def table(res: dict, n: int) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--project", required=True, help="project with a trained classifier and explainer")
-    ap.add_argument("--work", default="/tmp/wsss-explainer", help="where the held-out project is built")
+    ap.add_argument("--work", default=work_dir("wsss-explainer"), help="where the held-out project is built")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--test-fraction", type=float, default=0.3)
     ap.add_argument("--subset", type=int, default=None, help="first N images of the permutation (quick runs)")

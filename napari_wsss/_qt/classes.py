@@ -23,6 +23,8 @@ from qtpy.QtWidgets import (
 from napari_wsss.colors import class_color
 from napari_wsss.conventions import IGNORE, IGNORE_LAYER, value_of_class
 
+from ._lists import select_quietly
+
 __all__ = ["ClassPicker", "CLASS_KEYS", "class_key", "color_icon", "HEATMAP_PICKED"]
 
 CLASS_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0")
@@ -122,14 +124,7 @@ class ClassPicker(QGroupBox):
 
     def set_value(self, value: int) -> None:
         """Highlight the row of layer value ``value`` (no signal; none for the eraser)."""
-        item = self._rows.get(int(value))
-        self.list.blockSignals(True)
-        if item is None:
-            self.list.clearSelection()
-        else:
-            self.list.setCurrentItem(item)
-            self.list.scrollToItem(item)
-        self.list.blockSignals(False)
+        select_quietly(self.list, self._rows.get(int(value)))
 
     def heatmap_mode(self) -> str:
         return self.heatmap.currentData()

@@ -15,6 +15,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ._lists import select_quietly
+
 __all__ = ["NavigationPanel", "STATUS_COLORS"]
 
 STATUS_COLORS = {
@@ -134,14 +136,7 @@ class NavigationPanel(QWidget):
 
     def select(self, image_id: str | None) -> None:
         """Highlight ``image_id`` without emitting ``image_clicked``."""
-        item = self._items.get(image_id) if image_id is not None else None
-        self.list.blockSignals(True)
-        if item is None:
-            self.list.clearSelection()
-        else:
-            self.list.setCurrentItem(item)
-            self.list.scrollToItem(item)
-        self.list.blockSignals(False)
+        select_quietly(self.list, self._items.get(image_id) if image_id is not None else None)
 
     def set_counts(self, counts: dict[str, int]) -> None:
         self.counts.setText(" · ".join(f"{k} {v}" for k, v in counts.items()))
