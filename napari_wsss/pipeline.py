@@ -151,11 +151,12 @@ class Pipeline:
         if (p := project.latest_checkpoint("segmenter")) is not None:
             segmenter, models["segmenter"] = load_segmenter(project, device), checkpoint_version(p)
         if (p := project.latest_checkpoint("explainer")) is not None:
-            explains = _explained_classifier(p)
-            if classifier is None or explains == checkpoint_version(classifier):
-                explainer, models["explainer"] = load_explainer(project, device), checkpoint_version(p)
+            net = load_explainer(project, device)
+            if classifier is None or net.classifier_version == checkpoint_version(classifier):
+                explainer, models["explainer"] = net, checkpoint_version(p)
             else:
-                dropped["explainer"] = f"{checkpoint_version(p)} explains classifier {explains or '?'}, not {path}"
+                dropped["explainer"] = (f"{checkpoint_version(p)} explains classifier "
+                                        f"{net.classifier_version or '?'}, not {path}")
         pipe = cls(model, project.classes, project.background, config,
                    model_version=checkpoint_version(path), affinity=affinity, segmenter=segmenter,
                    explainer=explainer, device=device)
@@ -337,15 +338,6 @@ class Pipeline:
             graph = build_affinity(image, shape=grid, radius=radius)
         # Scores already hold the background slice (if any): walk them as they are.
         return random_walk_refine(scores, cls, graph, background=None, output_shape=(h, w), **rw)
-
-
-def _explained_classifier(explainer_path) -> str | None:
-    """The version of the classifier an Explainer checkpoint explains (or None)."""
-    state = torch.load(explainer_path, map_location="cpu", weights_only=True)
-    if state.get("classifier_version"):
-        return state["classifier_version"]
-    path = (state.get("config") or {}).get("explainer", {}).get("classifier_checkpoint")
-    return checkpoint_version(path) if path else None
 
 
 def save_proposals(project, image_id: str, proposals: Proposals, *, status: bool = True) -> None:

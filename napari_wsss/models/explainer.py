@@ -38,12 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..device import resolve_device
-from ..store import resolve_checkpoint
+from ..store import checkpoint_version
 from ..transforms import to_tensor
-from ._loading import load_weights
-from .scale import scale_rule
-from .segmenter import build_segmenter
+from .segmenter import load_segmentation_net
 
 __all__ = [
     "aggregate_masks",
@@ -233,14 +230,18 @@ def load_explainer(project_or_checkpoint, device=None, *, classes=None) -> nn.Mo
     ``classifier_version`` (the classifier it explains) attributes. Errors as
     :func:`napari_wsss.models.load_classifier`.
     """
-    state, path = resolve_checkpoint(project_or_checkpoint, "explainer", classes=classes)
-    net = build_segmenter(state["backbone"], len(state["classes"]), weights=None)
-    load_weights(net, state["model"], path=path)
-    net.classes = list(state["classes"])
-    net.scale = scale_rule(state)  # the training scale, applied at inference
-    net.background = state.get("background")
-    net.classifier_version = state.get("classifier_version")
-    return net.to(resolve_device(device)).eval()
+    net, state = load_segmentation_net(project_or_checkpoint, "explainer", device, classes=classes)
+    net.classifier_version = explained_classifier(state)
+    return net
+
+
+def explained_classifier(state: dict) -> str | None:
+    """The version of the classifier an Explainer checkpoint dict explains (or None): its
+    ``classifier_version``, else the one of its config's ``classifier_checkpoint``."""
+    if state.get("classifier_version"):
+        return state["classifier_version"]
+    path = (state.get("config") or {}).get("explainer", {}).get("classifier_checkpoint")
+    return checkpoint_version(path) if path else None
 
 
 @torch.inference_mode()

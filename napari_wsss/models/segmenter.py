@@ -58,13 +58,20 @@ def load_segmenter(project_or_checkpoint, device=None, *, classes=None) -> nn.Mo
     Returns the model in eval mode on ``device`` with ``classes`` and ``background``
     attributes. Errors as :func:`napari_wsss.models.load_classifier`.
     """
-    state, path = resolve_checkpoint(project_or_checkpoint, "segmenter", classes=classes)
+    return load_segmentation_net(project_or_checkpoint, "segmenter", device, classes=classes)[0]
+
+
+def load_segmentation_net(project_or_checkpoint, stage: str, device=None, *, classes=None):
+    """``(net, state)``: the DeepLabV3+ of a ``stage`` checkpoint (``segmenter`` or
+    ``explainer``) in eval mode on ``device``, with ``classes``, ``scale`` (its training scale,
+    applied at inference) and ``background`` attributes, and the checkpoint dict."""
+    state, path = resolve_checkpoint(project_or_checkpoint, stage, classes=classes)
     net = build_segmenter(state["backbone"], len(state["classes"]), weights=None)
     load_weights(net, state["model"], path=path)
     net.classes = list(state["classes"])
-    net.scale = scale_rule(state)  # the training scale, applied at inference
+    net.scale = scale_rule(state)
     net.background = state.get("background")
-    return net.to(resolve_device(device)).eval()
+    return net.to(resolve_device(device)).eval(), state
 
 
 @torch.inference_mode()

@@ -86,3 +86,19 @@ class Ticker:
 def ticker(qapp):
     """A 10 ms Qt timer recording when it fires; use as a context manager."""
     return Ticker()
+
+
+@pytest.fixture
+def open_widget(make_napari_viewer):
+    """``open_widget(project) -> (viewer, widget)``: a real viewer with the panel docked and
+    ``project`` opened in it (call again for a second viewer)."""
+    from napari_wsss._qt import AnnotationWidget
+
+    def _open(project):
+        viewer = make_napari_viewer()
+        widget = AnnotationWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="wsss")
+        widget.open_project(project.path)
+        return viewer, widget
+
+    return _open

@@ -4,18 +4,9 @@ import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtTest import QTest
 
-from napari_wsss._qt import AnnotationWidget
 from napari_wsss.conventions import IGNORE_LAYER as IGNORE_VALUE
 from napari_wsss.colors import class_color
 from napari_wsss.store import Project
-
-
-def _open(make_napari_viewer, project):
-    viewer = make_napari_viewer()
-    widget = AnnotationWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="wsss")
-    widget.open_project(project.path)
-    return viewer, widget
 
 
 def _label_box(viewer, layer):
@@ -32,8 +23,8 @@ def _stored(project, image_id):
     return Project.open(project.path, mode="r").read_corrections(image_id)
 
 
-def test_picker_keys_label_box_and_hover_name_the_same_class(make_napari_viewer, qtbot, project):
-    viewer, widget = _open(make_napari_viewer, project)
+def test_picker_keys_label_box_and_hover_name_the_same_class(open_widget, qtbot, project):
+    viewer, widget = open_widget(project)
     viewer.window._qt_window.show()
     layer = widget.layers.corrections
     box = _label_box(viewer, layer)
@@ -67,8 +58,8 @@ def test_picker_keys_label_box_and_hover_name_the_same_class(make_napari_viewer,
     assert layer.selected_label == 1 and "no class 5" in widget.message.text()
 
 
-def test_a_value_that_is_no_class_is_refused_on_the_spot(make_napari_viewer, qtbot, project):
-    viewer, widget = _open(make_napari_viewer, project)
+def test_a_value_that_is_no_class_is_refused_on_the_spot(open_widget, qtbot, project):
+    viewer, widget = open_widget(project)
     layer = widget.layers.corrections
     box = _label_box(viewer, layer)
     box.setValue(3)  # the last class
@@ -84,10 +75,10 @@ def test_a_value_that_is_no_class_is_refused_on_the_spot(make_napari_viewer, qtb
     assert layer.selected_label == 0
 
 
-def test_a_failed_save_is_shown_kept_and_retried(make_napari_viewer, qtbot, project):
+def test_a_failed_save_is_shown_kept_and_retried(open_widget, qtbot, project):
     from napari_wsss._qt import editing
 
-    viewer, widget = _open(make_napari_viewer, project)
+    viewer, widget = open_widget(project)
     widget.editor.retry_timer.setInterval(200)
     layer = widget.layers.corrections
     layer.brush_size = 1
@@ -117,9 +108,9 @@ def test_a_failed_save_is_shown_kept_and_retried(make_napari_viewer, qtbot, proj
     assert editing.RETRY_MS >= 1000  # the real interval does not hammer a failing disk
 
 
-def test_stroke_finished_is_signalled_once_per_stroke(make_napari_viewer, qtbot, project):
+def test_stroke_finished_is_signalled_once_per_stroke(open_widget, qtbot, project):
     project.write_mask("a", "crf", np.zeros((48, 64), np.uint8), model_version="v")
-    viewer, widget = _open(make_napari_viewer, project)
+    viewer, widget = open_widget(project)
     got = []
     widget.stroke_finished.connect(got.append)
     layer = widget.layers.corrections

@@ -2,16 +2,7 @@
 
 import numpy as np
 
-from napari_wsss._qt import AnnotationWidget
 from napari_wsss.store import Project
-
-
-def _open(make_napari_viewer, project):
-    viewer = make_napari_viewer()
-    widget = AnnotationWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="wsss")
-    widget.open_project(project.path)
-    return viewer, widget
 
 
 def _split(left, right, shape=(48, 64), at=32):
@@ -20,14 +11,14 @@ def _split(left, right, shape=(48, 64), at=32):
     return m
 
 
-def test_accept_then_skip_keeps_the_accepted_mask_in_the_export(make_napari_viewer, qtbot, project,
+def test_accept_then_skip_keeps_the_accepted_mask_in_the_export(open_widget, qtbot, project,
                                                                  tmp_path):
     from PIL import Image
 
     for i in ("a", "b"):
         project.write_mask(i, "crf", _split(0, 1), model_version="v")
         project.set_status(i, "prelabelled")
-    viewer, widget = _open(make_napari_viewer, project)
+    viewer, widget = open_widget(project)
     assert widget.current == "a"  # nothing edited yet: the first unreviewed image
     widget.accept("crf", only_unpainted=False)
     widget.skip()  # moves on; "a" stays accepted
@@ -43,10 +34,10 @@ def test_accept_then_skip_keeps_the_accepted_mask_in_the_export(make_napari_view
     assert "1 skipped left out" in widget.message.text()
 
 
-def test_reset_unreviews_and_painting_unskips(make_napari_viewer, qtbot, project):
+def test_reset_unreviews_and_painting_unskips(open_widget, qtbot, project):
     project.write_mask("a", "crf", _split(0, 1), model_version="v")
     project.set_status("a", "prelabelled")
-    viewer, widget = _open(make_napari_viewer, project)
+    viewer, widget = open_widget(project)
     widget.accept("crf", only_unpainted=False)
     widget.reset()  # undoable clear; unreviewed again
     assert widget.session.status("a") == "prelabelled"
@@ -57,8 +48,8 @@ def test_reset_unreviews_and_painting_unskips(make_napari_viewer, qtbot, project
     assert project.status("a").status == "corrected"
 
 
-def test_saved_indicator_end_of_list_and_resume(make_napari_viewer, qtbot, project):
-    viewer, widget = _open(make_napari_viewer, project)
+def test_saved_indicator_end_of_list_and_resume(open_widget, qtbot, project):
+    viewer, widget = open_widget(project)
     assert "saved ✓" in widget.review.status.text()
     widget.show_image("c")
     layer = widget.layers.corrections
@@ -75,5 +66,5 @@ def test_saved_indicator_end_of_list_and_resume(make_napari_viewer, qtbot, proje
     widget.previous_image()
     assert "a is the first image in this list" in widget.message.text()
     viewer.close()
-    viewer2, widget2 = _open(make_napari_viewer, project)
+    viewer2, widget2 = open_widget(project)
     assert widget2.current == "c"  # the image edited last, not the first one
