@@ -23,14 +23,14 @@ import numpy as np
 from .refine.threshold import DEFAULT_RULE, THRESHOLD_RULES, image_threshold, threshold_by_rule
 
 __all__ = ["THRESHOLD_RULES", "DEFAULT_RULE", "threshold_by_rule", "image_threshold",
-           "choose_defaults", "MIN_CORRECTED_IMAGES", "MIN_CORRECTED_PIXELS"]
+           "choose_defaults", "corrected_images", "MIN_CORRECTED_IMAGES", "MIN_CORRECTED_PIXELS"]
 
 #: Corrections needed before the threshold and the refinement stages come from them.
 MIN_CORRECTED_IMAGES = 3
 MIN_CORRECTED_PIXELS = 500
 
 
-def _corrected(project) -> list[tuple[str, np.ndarray]]:
+def corrected_images(project) -> list[tuple[str, np.ndarray]]:
     """(image id, corrections with 255 where unlabeled or painted "ignore") of every image
     with at least one corrected class pixel."""
     from .store import split_corrections
@@ -89,7 +89,7 @@ def choose_defaults(project, *, pipeline=None, method: str = "cam", write: bool 
     c = len(project.classes)
     pipe = pipeline
     found = []
-    for iid, labels in (_corrected(project) if corrected is None else corrected):
+    for iid, labels in (corrected_images(project) if corrected is None else corrected):
         if pipe is not None and not stored_cams:  # the models in use, as prelabel computes them
             cls = np.asarray(sorted(int(k) for k in project.image_labels(iid)), np.int64)
             cams = pipe.cams(project.image(iid), cls)

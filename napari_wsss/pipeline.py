@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import cams as cam_engine
-from .conventions import STAGES
+from .conventions import IGNORE, STAGES
 from .device import resolve_device
 from .models import explainer_maps, load_affinity, load_classifier, load_explainer, load_segmenter
 from .models.scale import model_input, scale_rule
@@ -371,13 +371,11 @@ def calibrate_project(project, pipeline: Pipeline, *, write: bool = True) -> dic
     """The project's calibration for ``pipeline``'s models: the stored one when it was chosen
     for the same models and corrections, else :func:`napari_wsss.calibrate.choose_defaults`
     (stored when ``write``)."""
-    from .calibrate import _corrected, choose_defaults
+    from .calibrate import DEFAULT_RULE, choose_defaults, corrected_images
 
-    corrected = _corrected(project)
-    from .refine.threshold import DEFAULT_RULE
-
+    corrected = corrected_images(project)
     key = {"models": dict(pipeline.models), "rule": DEFAULT_RULE,
-           "corrections": [[iid, int((lab != 255).sum())] for iid, lab in corrected]}
+           "corrections": [[iid, int((lab != IGNORE).sum())] for iid, lab in corrected]}
     stored = project.read_calibration()
     if stored is not None and stored.get("key") == key:
         return stored
