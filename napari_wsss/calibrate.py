@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .conventions import IGNORE
 from .refine.threshold import DEFAULT_RULE, THRESHOLD_RULES, image_threshold, threshold_by_rule
 
 __all__ = ["THRESHOLD_RULES", "DEFAULT_RULE", "threshold_by_rule", "image_threshold",
@@ -38,7 +39,7 @@ def corrected_images(project) -> list[tuple[str, np.ndarray]]:
     out = []
     for iid in project.image_ids():
         labels, _ = split_corrections(project.read_corrections(iid))
-        if (labels != 255).any():
+        if (labels != IGNORE).any():
             out.append((iid, labels))
     return out
 
@@ -100,7 +101,7 @@ def choose_defaults(project, *, pipeline=None, method: str = "cam", write: bool 
             cams, cls = _upsampled_cams(got[0], labels.shape), got[1]
         found.append((iid, labels, cams, cls))
     corrected = found
-    pixels = int(sum((lab != 255).sum() for _, lab, _, _ in corrected))
+    pixels = int(sum((lab != IGNORE).sum() for _, lab, _, _ in corrected))
     enough = len(corrected) >= min_images and pixels >= min_pixels
     evidence = {"corrected_images": len(corrected), "corrected_pixels": pixels, "cam_method": method,
                 "min_images": min_images, "min_pixels": min_pixels}

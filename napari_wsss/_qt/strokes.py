@@ -23,7 +23,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QPushButton, QVBoxLayout
 
-from ..conventions import class_to_layer, layer_to_class
+from ..conventions import MAX_CLASSES, class_of_value, class_to_layer, layer_to_class
 from ..refine.seeded import NOT_PAINTED, SeededRefiner
 from ..regions import accept_all_but, erase_class, fill_region, region_at
 from .layers import STROKES_STAGE
@@ -161,8 +161,8 @@ class StrokePropagator(QObject):
     # ------------------------------------------------------------------ region tools
     def _brush_class(self) -> int | None:
         value = int(self.layer.selected_label) if self.layer is not None else 0
-        cls = int(layer_to_class(np.array([value], np.uint8))[0])
-        return None if cls >= 254 else cls
+        cls = class_of_value(value)
+        return None if cls >= MAX_CLASSES else cls  # the eraser or the ignore brush
 
     def _proposal(self) -> np.ndarray | None:
         """Class indices of the proposal chosen in the Review box (the propagated one too)."""
